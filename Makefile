@@ -1,0 +1,56 @@
+# volprobe — the two commands that matter: `make demo` and `make test`.
+# Everything runs as root on a Debian bookworm machine with Go and Python 3.11 (see README).
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+KWOK_NODES ?= 3
+LOCALCLUSTER := PYTHONPATH=hack $(PY) -m localcluster
+
+.PHONY: help deps venv build cluster cluster-down cluster-status lint unit test demo clean
+
+help:
+	@echo "make demo          build and start the local cluster, install volprobe, show live probe results"
+	@echo "make test          install what is missing, start the cluster, run every test tier"
+	@echo "make cluster       start the local cluster (KWOK_NODES=$(KWOK_NODES)); kubeconfig: .cluster/kubeconfig"
+	@echo "make cluster-down  stop it and remove everything it made"
+	@echo "make lint          ruff + mypy"
+	@echo "make unit          fast unit tests only"
+
+deps:
+	@hack/install-deps.sh
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install -q --upgrade 'pip>=25.1'
+	@$(PY) -m pip install -q -e . --group dev
+	@touch $@
+
+venv: $(VENV)/.installed
+
+build: deps venv
+	@$(LOCALCLUSTER) build
+
+cluster: deps venv
+	@$(LOCALCLUSTER) up --kwok-nodes $(KWOK_NODES)
+
+cluster-down: venv
+	@$(LOCALCLUSTER) down
+
+cluster-status: venv
+	@$(LOCALCLUSTER) status
+
+lint: venv
+	@$(VENV)/bin/ruff check src tests hack bench
+	@$(VENV)/bin/ruff format --check src tests hack bench
+	@$(VENV)/bin/mypy
+
+unit: venv
+	@$(VENV)/bin/pytest -q tests/unit
+
+test: deps venv
+	@hack/test.sh
+
+clean:
+	rm -rf $(VENV) build dist src/*.egg-info
