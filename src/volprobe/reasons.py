@@ -39,6 +39,8 @@ class Phase(StrEnum):
     """From the claim being Bound (or pod creation) to the pod being bound to a node."""
     MOUNT = "mount"
     """From the pod being bound to a node to its container running: attach, mount, image."""
+    IO = "io"
+    """The agent's whole check, container start to report; a failure here means no finer phase is known."""
     VERIFY = "verify"
     """Reading back and checking what the previous run left on the volume."""
     WRITE = "write"

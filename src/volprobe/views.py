@@ -1,0 +1,287 @@
+"""Slim, immutable projections of the API objects the controller watches.
+
+The caches hold these instead of raw objects: a node object is several KiB, its view a few
+hundred bytes, which matters with thousands of nodes. Every projection tolerates missing or
+odd fields (an object can be anything a webhook or another controller left), because a
+malformed object must never crash the controller.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+def timestamp(value: object) -> float | None:
+    """RFC 3339 time from the API (e.g. `2026-11-22T02:48:17Z`) as Unix seconds, or None."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def _map(value: object) -> dict[str, str]:
+    if not isinstance(value, Mapping):
+        return {}
+    return {str(k): str(v) for k, v in value.items()}
+
+
+def _list(value: object) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+@dataclass(frozen=True)
+class Meta:
+    name: str
+    namespace: str = ""
+    uid: str = ""
+    labels: Mapping[str, str] = field(default_factory=dict)
+    annotations: Mapping[str, str] = field(default_factory=dict)
+    created: float | None = None
+    deleting: bool = False
+
+    @classmethod
+    def of(cls, obj: Mapping[str, Any]) -> Meta:
+        metadata = obj.get("metadata") or {}
+        return cls(
+            name=str(metadata.get("name", "")),
+            namespace=str(metadata.get("namespace", "")),
+            uid=str(metadata.get("uid", "")),
+            labels=_map(metadata.get("labels")),
+            annotations=_map(metadata.get("annotations")),
+            created=timestamp(metadata.get("creationTimestamp")),
+            deleting=bool(metadata.get("deletionTimestamp")),
+        )
+
+
+@dataclass(frozen=True)
+class Taint:
+    key: str
+    value: str
+    effect: str
+
+
+@dataclass(frozen=True)
+class NodeView:
+    meta: Meta
+    unschedulable: bool = False
+    taints: tuple[Taint, ...] = ()
+    ready: bool = False
+    ready_since: float | None = None
+    """When the Ready condition last changed (to its current value)."""
+    os: str = "linux"
+
+    @property
+    def name(self) -> str:
+        return self.meta.name
+
+    @classmethod
+    def of(cls, obj: Mapping[str, Any]) -> NodeView:
+        meta = Meta.of(obj)
+        spec = obj.get("spec") or {}
+        status = obj.get("status") or {}
+        ready, since = False, None
+        for condition in _list(status.get("conditions")):
+            if isinstance(condition, Mapping) and condition.get("type") == "Ready":
+                ready = condition.get("status") == "True"
+                since = timestamp(condition.get("lastTransitionTime"))
+        taints = tuple(
+            Taint(str(t.get("key", "")), str(t.get("value", "")), str(t.get("effect", "")))
+            for t in _list(spec.get("taints"))
+            if isinstance(t, Mapping)
+        )
+        return cls(
+            meta=meta,
+            unschedulable=bool(spec.get("unschedulable")),
+            taints=taints,
+            ready=ready,
+            ready_since=since,
+            os=meta.labels.get("kubernetes.io/os", "linux"),
+        )
+
+
+@dataclass(frozen=True)
+class ContainerState:
+    """The probe container's state; `None` fields mean "not (yet) in that state"."""
+
+    waiting_reason: str | None = None
+    waiting_message: str = ""
+    running_since: float | None = None
+    exit_code: int | None = None
+    terminated_reason: str = ""
+    message: str | None = None
+    """The termination message: the agent's report."""
+    started: float | None = None
+    finished: float | None = None
+
+    @property
+    def terminated(self) -> bool:
+        return self.exit_code is not None
+
+    @classmethod
+    def of(cls, status: Mapping[str, Any]) -> ContainerState:
+        state = status.get("state") or {}
+        waiting = state.get("waiting") or {}
+        running = state.get("running") or {}
+        terminated = state.get("terminated") or {}
+        exit_code = terminated.get("exitCode")
+        message = terminated.get("message")
+        return cls(
+            waiting_reason=str(waiting["reason"]) if waiting.get("reason") else None,
+            waiting_message=str(waiting.get("message", ""))[:300],
+            running_since=timestamp(running.get("startedAt")),
+            exit_code=int(exit_code) if isinstance(exit_code, int) else None,
+            terminated_reason=str(terminated.get("reason", "")),
+            message=message if isinstance(message, str) else None,
+            started=timestamp(terminated.get("startedAt")) or timestamp(running.get("startedAt")),
+            finished=timestamp(terminated.get("finishedAt")),
+        )
+
+
+@dataclass(frozen=True)
+class PodView:
+    meta: Meta
+    node: str = ""
+    phase: str = "Pending"
+    reason: str = ""
+    message: str = ""
+    scheduled_at: float | None = None
+    unschedulable_message: str = ""
+    container: ContainerState = field(default_factory=ContainerState)
+    claim_names: tuple[str, ...] = ()
+
+    @property
+    def name(self) -> str:
+        return self.meta.name
+
+    @classmethod
+    def of(cls, obj: Mapping[str, Any]) -> PodView:
+        spec = obj.get("spec") or {}
+        status = obj.get("status") or {}
+        scheduled_at, unschedulable = None, ""
+        for condition in _list(status.get("conditions")):
+            if not isinstance(condition, Mapping) or condition.get("type") != "PodScheduled":
+                continue
+            if condition.get("status") == "True":
+                scheduled_at = timestamp(condition.get("lastTransitionTime"))
+            elif condition.get("reason") == "Unschedulable":
+                unschedulable = str(condition.get("message", ""))[:300]
+        statuses = [s for s in _list(status.get("containerStatuses")) if isinstance(s, Mapping)]
+        claims = []
+        for volume in _list(spec.get("volumes")):
+            if isinstance(volume, Mapping) and isinstance(volume.get("persistentVolumeClaim"), Mapping):
+                claims.append(str(volume["persistentVolumeClaim"].get("claimName", "")))
+        return cls(
+            meta=Meta.of(obj),
+            node=str(spec.get("nodeName") or ""),
+            phase=str(status.get("phase") or "Pending"),
+            reason=str(status.get("reason") or ""),
+            message=str(status.get("message") or "")[:300],
+            scheduled_at=scheduled_at,
+            unschedulable_message=unschedulable,
+            container=ContainerState.of(statuses[0]) if statuses else ContainerState(),
+            claim_names=tuple(claims),
+        )
+
+
+SELECTED_NODE_ANNOTATION = "volume.kubernetes.io/selected-node"
+
+
+@dataclass(frozen=True)
+class ClaimView:
+    meta: Meta
+    phase: str = "Pending"
+    volume_name: str = ""
+    storage_class: str = ""
+    owner_uids: tuple[str, ...] = ()
+
+    @property
+    def name(self) -> str:
+        return self.meta.name
+
+    @property
+    def selected_node(self) -> str:
+        return self.meta.annotations.get(SELECTED_NODE_ANNOTATION, "")
+
+    @classmethod
+    def of(cls, obj: Mapping[str, Any]) -> ClaimView:
+        spec = obj.get("spec") or {}
+        status = obj.get("status") or {}
+        owners = tuple(
+            str(o.get("uid", ""))
+            for o in _list((obj.get("metadata") or {}).get("ownerReferences"))
+            if isinstance(o, Mapping)
+        )
+        return cls(
+            meta=Meta.of(obj),
+            phase=str(status.get("phase") or "Pending"),
+            volume_name=str(spec.get("volumeName") or ""),
+            storage_class=str(spec.get("storageClassName") or ""),
+            owner_uids=owners,
+        )
+
+
+@dataclass(frozen=True)
+class VolumeView:
+    name: str
+    claim_namespace: str = ""
+    claim_name: str = ""
+    claim_uid: str = ""
+    phase: str = ""
+    reclaim_policy: str = ""
+
+    @classmethod
+    def of(cls, obj: Mapping[str, Any]) -> VolumeView:
+        spec = obj.get("spec") or {}
+        claim = spec.get("claimRef") or {}
+        return cls(
+            name=str((obj.get("metadata") or {}).get("name", "")),
+            claim_namespace=str(claim.get("namespace", "")),
+            claim_name=str(claim.get("name", "")),
+            claim_uid=str(claim.get("uid", "")),
+            phase=str((obj.get("status") or {}).get("phase", "")),
+            reclaim_policy=str(spec.get("persistentVolumeReclaimPolicy", "")),
+        )
+
+
+@dataclass(frozen=True)
+class ClassView:
+    name: str
+    provisioner: str = ""
+    reclaim_policy: str = "Delete"
+    binding_mode: str = "Immediate"
+
+    @classmethod
+    def of(cls, obj: Mapping[str, Any]) -> ClassView:
+        return cls(
+            name=str((obj.get("metadata") or {}).get("name", "")),
+            provisioner=str(obj.get("provisioner", "")),
+            reclaim_policy=str(obj.get("reclaimPolicy") or "Delete"),
+            binding_mode=str(obj.get("volumeBindingMode") or "Immediate"),
+        )
+
+
+@dataclass(frozen=True)
+class EventView:
+    """An Event about one of our objects, fetched only when a run needs explaining."""
+
+    reason: str
+    message: str
+    type: str = "Normal"
+    count: int = 1
+    last_seen: float | None = None
+
+    @classmethod
+    def of(cls, obj: Mapping[str, Any]) -> EventView:
+        count = obj.get("count")
+        return cls(
+            reason=str(obj.get("reason", "")),
+            message=str(obj.get("message") or obj.get("note") or "")[:300],
+            type=str(obj.get("type", "Normal")),
+            count=count if isinstance(count, int) else 1,
+            last_seen=timestamp(obj.get("lastTimestamp")) or timestamp(obj.get("eventTime")),
+        )
