@@ -30,6 +30,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .agent import main as agent_main
 
         return agent_main(rest)
+    if command == "controller":
+        from .app import main as controller_main
+
+        return controller_main(rest)
     if command == "version":
         from . import __version__
 

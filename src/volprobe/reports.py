@@ -178,7 +178,7 @@ def _to_wire(report: Report) -> dict[str, Any]:
                 "max": _round(stats.maximum),
                 "p50": _round(stats.p50),
                 "p99": _round(stats.p99),
-                "b": list(stats.buckets),
+                **({"b": list(stats.buckets)} if stats.buckets else {}),
             }
             for name, stats in report.ops.items()
         },
