@@ -69,16 +69,24 @@ def labels(target: Target) -> dict[str, str]:
     return found
 
 
-def owner_reference(spec: ProbeSpec) -> dict[str, Any]:
-    """Everything we create is owned by its StorageProbe: deleting the probe collects it all."""
-    return {
-        "apiVersion": f"{API_GROUP}/{API_VERSION}",
-        "kind": KIND,
-        "name": spec.name,
-        "uid": spec.uid,
-        "controller": True,
-        "blockOwnerDeletion": False,
-    }
+def owner_references(spec: ProbeSpec) -> list[dict[str, Any]]:
+    """Everything we create is owned by its StorageProbe: deleting the probe collects it all.
+
+    A one-shot `volprobe check` has no StorageProbe object (its spec has no UID): an owner that
+    does not exist would make the garbage collector delete our objects at once, so none is set.
+    """
+    if not spec.uid:
+        return []
+    return [
+        {
+            "apiVersion": f"{API_GROUP}/{API_VERSION}",
+            "kind": KIND,
+            "name": spec.name,
+            "uid": spec.uid,
+            "controller": True,
+            "blockOwnerDeletion": False,
+        }
+    ]
 
 
 def target_of(meta_labels: Mapping[str, str], annotations: Mapping[str, str]) -> Target | None:
@@ -117,7 +125,7 @@ def mount_claim(spec: ProbeSpec, node: str, namespace: str) -> dict[str, Any]:
             "namespace": namespace,
             "labels": labels(target),
             "annotations": {ANNOTATION_NODE: node, ANNOTATION_PROBE_UID: spec.uid},
-            "ownerReferences": [owner_reference(spec)],
+            "ownerReferences": owner_references(spec),
         },
         "spec": _claim_spec(spec),
     }
@@ -134,10 +142,13 @@ def _node_affinity(spec: ProbeSpec, target: Target, avoid_nodes: Sequence[str]) 
         terms: list[Mapping[str, Any]] = [
             {"matchFields": [{"key": "metadata.name", "operator": "In", "values": [target.node]}]}
         ]
-    elif spec.node_selector_terms:
-        terms = list(spec.node_selector_terms)
     else:
-        terms = [{"matchExpressions": [{"key": "kubernetes.io/os", "operator": "In", "values": ["linux"]}]}]
+        # Probes run Linux containers: every term also requires Linux (no terms: Linux nodes).
+        linux = {"key": "kubernetes.io/os", "operator": "In", "values": ["linux"]}
+        terms = [
+            {**term, "matchExpressions": [*term.get("matchExpressions", []), linux]}
+            for term in (spec.node_selector_terms or [{}])
+        ]
     if avoid_nodes and target.kind is Kind.PROVISION:
         # Keep the provision probe off nodes we skip (just rebooted, too new): the scheduler
         # would happily use them and turn their hiccups into provisioning failures.
@@ -261,7 +272,7 @@ def probe_pod(
                 ANNOTATION_PROBE_UID: spec.uid,
                 **({ANNOTATION_NODE: target.node} if target.node else {}),
             },
-            "ownerReferences": [owner_reference(spec)],
+            "ownerReferences": owner_references(spec),
         },
         "spec": pod_spec,
     }

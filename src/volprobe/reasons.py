@@ -25,9 +25,13 @@ class Result(StrEnum):
     """How a run ended. `failure` and `timeout` both carry a phase and a reason."""
 
     SUCCESS = "success"
+    """Every phase finished in time and the data checked out."""
     FAILURE = "failure"
+    """Something went wrong before any deadline: an error, a corruption, a refusal."""
     TIMEOUT = "timeout"
+    """A phase did not finish before its deadline; the run was stopped and its objects deleted."""
     SKIPPED = "skipped"
+    """The node could not be probed for a reason outside storage (see skip reasons); not a failure."""
 
 
 class Phase(StrEnum):
@@ -77,9 +81,9 @@ class Reason(StrEnum):
     IMAGE_UNAVAILABLE = "image_unavailable"
     """The probe image could not be pulled or is not present on the node."""
     POD_FAILED = "pod_failed"
-    """The pod was rejected, evicted or killed for reasons outside storage (OOMKilled, preempted)."""
+    """The pod was rejected, evicted, preempted or deleted by someone else: ended from outside."""
     AGENT_FAILED = "agent_failed"
-    """The agent itself crashed (non-zero exit), so the check was not completed."""
+    """The agent itself crashed or was OOMKilled (non-zero exit), so the check was not completed."""
     BAD_REPORT = "bad_report"
     """The agent's report was missing, truncated, oversized or malformed."""
     IO_ERROR = "io_error"

@@ -133,10 +133,10 @@ def classify_stuck(
     pod_reasons = {e.reason: e for e in pod_events}
     claim_reasons = {e.reason: e for e in claim_events}
     if phase is Phase.PROVISION:
-        if "FailedScheduling" in pod_reasons and "ExternalProvisioning" not in claim_reasons:
-            return Reason.UNSCHEDULABLE, pod_reasons["FailedScheduling"].message
         if "ProvisioningFailed" in claim_reasons:
             return Reason.PROVISIONING_FAILED, claim_reasons["ProvisioningFailed"].message
+        if "FailedScheduling" in pod_reasons and "ExternalProvisioning" not in claim_reasons:
+            return Reason.UNSCHEDULABLE, pod_reasons["FailedScheduling"].message
         waiting = claim_reasons.get("ExternalProvisioning") or claim_reasons.get("WaitForFirstConsumer")
         return Reason.PROVISIONING_TIMEOUT, waiting.message if waiting else "the claim was not bound in time"
     if phase is Phase.SCHEDULE:
@@ -262,14 +262,16 @@ class RunTracker:
                 )
             return self._deadline(phase, now)
         container = pod.container
-        if container.terminated:
-            return self._judge_container(pod)
-        if pod.phase == "Failed":
+        if pod.phase == "Failed" and pod.reason:
+            # The kubelet or an eviction ended the pod: that, not the killed container's exit
+            # code, is what happened (a Failed pod without a reason is the container's doing).
             if pod.reason == "DeadlineExceeded":
                 return Verdict(Result.TIMEOUT, phase, None, "the pod exceeded activeDeadlineSeconds")
             return Verdict(
                 Result.FAILURE, phase, Reason.POD_FAILED, f"pod failed: {pod.reason} {pod.message}".strip()
             )
+        if container.terminated:
+            return self._judge_container(pod)
         if container.waiting_reason in IMAGE_FATAL_REASONS:
             return Verdict(
                 Result.FAILURE,
@@ -315,14 +317,16 @@ class RunTracker:
         return Verdict(report.verdict, report.phase, report.reason, report.detail)
 
     def needs_explaining(self) -> bool:
-        return self.verdict is not None and self.verdict.reason is None
+        """A deadline verdict whose reason the events must tell (never a passed run)."""
+        return self.verdict is not None and not self.verdict.passed and self.verdict.reason is None
 
     def explain(
         self, pod: PodView | None, pod_events: Sequence[EventView], claim_events: Sequence[EventView]
     ) -> None:
         """Fill in the reason of a deadline verdict from the events of the pod and the claim."""
-        if self.verdict is None or self.verdict.reason is not None:
+        if not self.needs_explaining():
             return
+        assert self.verdict is not None
         phase = self.verdict.phase or self.current_phase()
         reason, message = classify_stuck(phase, pod, pod_events, claim_events)
         prefix = self.verdict.message

@@ -38,7 +38,8 @@ def offset(probe_uid: str, target: Target, interval: float) -> float:
 def next_slot(after: float, interval: float, slot_offset: float) -> float:
     """The first slot time strictly after `after` (slots are `k * interval + offset`)."""
     k = math.floor((after - slot_offset) / interval) + 1
-    return k * interval + slot_offset
+    slot = k * interval + slot_offset
+    return slot if slot > after else slot + interval  # floating-point rounding at a boundary
 
 
 def slot_id(slot_time: float) -> str:

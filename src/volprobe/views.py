@@ -34,6 +34,16 @@ def _list(value: object) -> list[Any]:
     return value if isinstance(value, list) else []
 
 
+def _dict(value: object) -> Mapping[str, Any]:
+    """A section of an object, or {} when it is missing, null or not an object at all."""
+    return value if isinstance(value, Mapping) else {}
+
+
+def _str(value: object) -> str:
+    """A string field; JSON null (or a missing field) is the empty string, never "None"."""
+    return "" if value is None else str(value)
+
+
 @dataclass(frozen=True)
 class Meta:
     name: str
@@ -46,11 +56,11 @@ class Meta:
 
     @classmethod
     def of(cls, obj: Mapping[str, Any]) -> Meta:
-        metadata = obj.get("metadata") or {}
+        metadata = _dict(obj.get("metadata"))
         return cls(
-            name=str(metadata.get("name", "")),
-            namespace=str(metadata.get("namespace", "")),
-            uid=str(metadata.get("uid", "")),
+            name=_str(metadata.get("name")),
+            namespace=_str(metadata.get("namespace")),
+            uid=_str(metadata.get("uid")),
             labels=_map(metadata.get("labels")),
             annotations=_map(metadata.get("annotations")),
             created=timestamp(metadata.get("creationTimestamp")),
@@ -82,15 +92,15 @@ class NodeView:
     @classmethod
     def of(cls, obj: Mapping[str, Any]) -> NodeView:
         meta = Meta.of(obj)
-        spec = obj.get("spec") or {}
-        status = obj.get("status") or {}
+        spec = _dict(obj.get("spec"))
+        status = _dict(obj.get("status"))
         ready, since = False, None
         for condition in _list(status.get("conditions")):
             if isinstance(condition, Mapping) and condition.get("type") == "Ready":
                 ready = condition.get("status") == "True"
                 since = timestamp(condition.get("lastTransitionTime"))
         taints = tuple(
-            Taint(str(t.get("key", "")), str(t.get("value", "")), str(t.get("effect", "")))
+            Taint(_str(t.get("key")), _str(t.get("value")), _str(t.get("effect")))
             for t in _list(spec.get("taints"))
             if isinstance(t, Mapping)
         )
@@ -124,18 +134,18 @@ class ContainerState:
 
     @classmethod
     def of(cls, status: Mapping[str, Any]) -> ContainerState:
-        state = status.get("state") or {}
-        waiting = state.get("waiting") or {}
-        running = state.get("running") or {}
-        terminated = state.get("terminated") or {}
+        state = _dict(status.get("state"))
+        waiting = _dict(state.get("waiting"))
+        running = _dict(state.get("running"))
+        terminated = _dict(state.get("terminated"))
         exit_code = terminated.get("exitCode")
         message = terminated.get("message")
         return cls(
             waiting_reason=str(waiting["reason"]) if waiting.get("reason") else None,
-            waiting_message=str(waiting.get("message", ""))[:300],
+            waiting_message=_str(waiting.get("message"))[:300],
             running_since=timestamp(running.get("startedAt")),
             exit_code=int(exit_code) if isinstance(exit_code, int) else None,
-            terminated_reason=str(terminated.get("reason", "")),
+            terminated_reason=_str(terminated.get("reason")),
             message=message if isinstance(message, str) else None,
             started=timestamp(terminated.get("startedAt")) or timestamp(running.get("startedAt")),
             finished=timestamp(terminated.get("finishedAt")),
@@ -160,8 +170,8 @@ class PodView:
 
     @classmethod
     def of(cls, obj: Mapping[str, Any]) -> PodView:
-        spec = obj.get("spec") or {}
-        status = obj.get("status") or {}
+        spec = _dict(obj.get("spec"))
+        status = _dict(obj.get("status"))
         scheduled_at, unschedulable = None, ""
         for condition in _list(status.get("conditions")):
             if not isinstance(condition, Mapping) or condition.get("type") != "PodScheduled":
@@ -169,12 +179,12 @@ class PodView:
             if condition.get("status") == "True":
                 scheduled_at = timestamp(condition.get("lastTransitionTime"))
             elif condition.get("reason") == "Unschedulable":
-                unschedulable = str(condition.get("message", ""))[:300]
+                unschedulable = _str(condition.get("message"))[:300]
         statuses = [s for s in _list(status.get("containerStatuses")) if isinstance(s, Mapping)]
         claims = []
         for volume in _list(spec.get("volumes")):
             if isinstance(volume, Mapping) and isinstance(volume.get("persistentVolumeClaim"), Mapping):
-                claims.append(str(volume["persistentVolumeClaim"].get("claimName", "")))
+                claims.append(_str(volume["persistentVolumeClaim"].get("claimName")))
         return cls(
             meta=Meta.of(obj),
             node=str(spec.get("nodeName") or ""),
@@ -209,11 +219,11 @@ class ClaimView:
 
     @classmethod
     def of(cls, obj: Mapping[str, Any]) -> ClaimView:
-        spec = obj.get("spec") or {}
-        status = obj.get("status") or {}
+        spec = _dict(obj.get("spec"))
+        status = _dict(obj.get("status"))
         owners = tuple(
-            str(o.get("uid", ""))
-            for o in _list((obj.get("metadata") or {}).get("ownerReferences"))
+            _str(o.get("uid"))
+            for o in _list(_dict(obj.get("metadata")).get("ownerReferences"))
             if isinstance(o, Mapping)
         )
         return cls(
@@ -236,15 +246,15 @@ class VolumeView:
 
     @classmethod
     def of(cls, obj: Mapping[str, Any]) -> VolumeView:
-        spec = obj.get("spec") or {}
-        claim = spec.get("claimRef") or {}
+        spec = _dict(obj.get("spec"))
+        claim = _dict(spec.get("claimRef"))
         return cls(
-            name=str((obj.get("metadata") or {}).get("name", "")),
-            claim_namespace=str(claim.get("namespace", "")),
-            claim_name=str(claim.get("name", "")),
-            claim_uid=str(claim.get("uid", "")),
-            phase=str((obj.get("status") or {}).get("phase", "")),
-            reclaim_policy=str(spec.get("persistentVolumeReclaimPolicy", "")),
+            name=_str(_dict(obj.get("metadata")).get("name")),
+            claim_namespace=_str(claim.get("namespace")),
+            claim_name=_str(claim.get("name")),
+            claim_uid=_str(claim.get("uid")),
+            phase=_str(_dict(obj.get("status")).get("phase")),
+            reclaim_policy=_str(spec.get("persistentVolumeReclaimPolicy")),
         )
 
 
@@ -258,8 +268,8 @@ class ClassView:
     @classmethod
     def of(cls, obj: Mapping[str, Any]) -> ClassView:
         return cls(
-            name=str((obj.get("metadata") or {}).get("name", "")),
-            provisioner=str(obj.get("provisioner", "")),
+            name=_str(_dict(obj.get("metadata")).get("name")),
+            provisioner=_str(obj.get("provisioner")),
             reclaim_policy=str(obj.get("reclaimPolicy") or "Delete"),
             binding_mode=str(obj.get("volumeBindingMode") or "Immediate"),
         )
@@ -279,7 +289,7 @@ class EventView:
     def of(cls, obj: Mapping[str, Any]) -> EventView:
         count = obj.get("count")
         return cls(
-            reason=str(obj.get("reason", "")),
+            reason=_str(obj.get("reason")),
             message=str(obj.get("message") or obj.get("note") or "")[:300],
             type=str(obj.get("type", "Normal")),
             count=count if isinstance(count, int) else 1,
