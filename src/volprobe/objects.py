@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from . import __version__
 from .reasons import Kind
 from .scheduling import Target
 from .spec import API_GROUP, API_VERSION, KIND, ProbeSpec
@@ -29,6 +30,8 @@ ANNOTATION_GENERATION = "volprobe.io/generation"
 """On a mount claim: the generation the last successful run wrote (what the next must find)."""
 
 SELECTOR = f"{MANAGED_BY}={MANAGER}"
+DEFAULT_AGENT_IMAGE = f"docker.io/volprobe/volprobe:{__version__}"
+"""The image built from this source (Containerfile); the Helm chart and `check` default to it."""
 VOLUME_NAME = "volume"
 MOUNT_PATH = "/volume"
 DEVICE_PATH = "/dev/volprobe"

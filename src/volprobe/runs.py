@@ -224,6 +224,11 @@ class RunTracker:
             return Phase.MOUNT
         return Phase.IO
 
+    @property
+    def stage(self) -> Phase:
+        """Where the run is now, clean-up included (for progress displays)."""
+        return Phase.CLEANUP if self.milestones.delete_requested is not None else self.current_phase()
+
     def phase_deadline(self) -> float:
         marks = self.milestones
         phase = self.current_phase()

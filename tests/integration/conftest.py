@@ -1,0 +1,133 @@
+"""Fixtures for the controller against the real local cluster.
+
+Each test gets its own namespace for probe pods and its own label on the StorageProbes it
+creates, and its controllers only handle probes with that label, so tests never see each
+other's probes (StorageProbes are cluster-scoped).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from localcluster import cluster as localcluster
+from localcluster import images
+from tests.conftest import REPO, Cluster
+from tests.support.controller import ControllerProcess
+from tests.support.kubectl import Kubectl, eventually
+from volprobe.objects import DEFAULT_AGENT_IMAGE
+
+CRD = REPO / "charts" / "volprobe" / "crds" / "volprobe.io_storageprobes.yaml"
+PROBE_IMAGE = DEFAULT_AGENT_IMAGE
+TEST_LABEL = "volprobe.io/test"
+REAL_NODES = {
+    "nodeSelectorTerms": [
+        {"matchExpressions": [{"key": "volprobe.io/node-type", "operator": "In", "values": ["real"]}]}
+    ]
+}
+
+
+@pytest.fixture(scope="session")
+def probe_image(cluster: Cluster) -> str:
+    """The release image built from this tree's Containerfile, imported into the node's containerd."""
+    archive = images.release_image(cluster.layout, PROBE_IMAGE, REPO)
+    localcluster.import_image(cluster.layout, archive)
+    return PROBE_IMAGE
+
+
+@pytest.fixture(scope="session")
+def crd(cluster: Cluster) -> None:
+    cluster.kubectl.run("apply", "--server-side", "--force-conflicts", "-f", str(CRD))
+    cluster.kubectl.run(
+        "wait", "--for=condition=Established", "crd/storageprobes.volprobe.io", "--timeout=30s"
+    )
+
+
+@pytest.fixture
+def test_id() -> str:
+    return uuid.uuid4().hex[:6]
+
+
+ProbeFactory = Callable[..., str]
+
+
+@pytest.fixture
+def make_probe(cluster: Cluster, crd: None, test_id: str) -> Iterator[ProbeFactory]:
+    """Create StorageProbes labelled for this test; delete them (and wait) afterwards."""
+    created: list[str] = []
+
+    def make(base: str, storage_class: str, **spec: Any) -> str:
+        name = f"{base}-{test_id}"
+        spec.setdefault("intervalSeconds", 10)
+        spec.setdefault("nodeGracePeriodSeconds", 0)
+        spec.setdefault("nodeSelector", REAL_NODES)
+        probe = {
+            "apiVersion": "volprobe.io/v1alpha1",
+            "kind": "StorageProbe",
+            "metadata": {"name": name, "labels": {TEST_LABEL: test_id}},
+            "spec": {"storageClassName": storage_class, **spec},
+        }
+        cluster.kubectl.apply(probe)
+        created.append(name)
+        return name
+
+    yield make
+    for name in created:
+        cluster.kubectl.run("delete", "storageprobe", name, "--ignore-not-found", "--wait=true", timeout=60)
+
+
+ControllerFactory = Callable[..., ControllerProcess]
+
+
+@pytest.fixture
+def start_controller(
+    cluster: Cluster, crd: None, probe_image: str, namespace: str, test_id: str, tmp_path: Path
+) -> Iterator[ControllerFactory]:
+    """Start real `volprobe controller` processes for this test; stop them afterwards."""
+    started: list[ControllerProcess] = []
+
+    def start(*extra: str, leader_elect: bool = False, wait: bool = True) -> ControllerProcess:
+        process = ControllerProcess(
+            kubeconfig=cluster.kubeconfig,
+            namespace=namespace,
+            image=probe_image,
+            log=tmp_path / f"controller-{len(started)}.log",
+            leader_elect=leader_elect,
+            extra=(f"--probe-selector={TEST_LABEL}={test_id}", *extra),
+        ).start()
+        started.append(process)
+        if wait:
+            process.wait_ready()
+        return process
+
+    yield start
+    for process in started:
+        process.stop()
+
+
+def owned_objects(kubectl: Kubectl, namespace: str, probe: str) -> dict[str, list[str]]:
+    """Pods and claims volprobe made for `probe` in `namespace`."""
+    found = {}
+    for kind in ("pods", "pvc"):
+        items = kubectl.json("get", kind, "-n", namespace, "-l", f"volprobe.io/probe={probe}")["items"]
+        found[kind] = [item["metadata"]["name"] for item in items]
+    return found
+
+
+def probe_status(kubectl: Kubectl, name: str) -> dict[str, Any]:
+    obj = kubectl.get("storageprobe", name)
+    return (obj or {}).get("status") or {}
+
+
+def condition(kubectl: Kubectl, name: str, kind: str) -> dict[str, Any]:
+    for item in probe_status(kubectl, name).get("conditions", []):
+        if item["type"] == kind:
+            return dict(item)
+    return {}
+
+
+__all__ = ["condition", "eventually", "owned_objects", "probe_status"]
