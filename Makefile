@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 KWOK_NODES ?= 3
 LOCALCLUSTER := PYTHONPATH=hack $(PY) -m localcluster
 
-.PHONY: help deps venv build cluster cluster-down cluster-status lint unit test demo clean
+.PHONY: help deps venv build cluster cluster-down cluster-status lint unit test demo docs clean
 
 help:
 	@echo "make demo          build and start the local cluster, install volprobe, show live probe results"
@@ -54,3 +54,6 @@ test: deps venv
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info
+
+docs: venv
+	@$(PY) hack/gendocs.py

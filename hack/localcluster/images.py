@@ -112,6 +112,8 @@ def write_oci_archive(layers: list[Path], config: ImageConfig, ref: str, out: Pa
                 "WorkingDir": config.workdir,
             },
             "rootfs": {"type": "layers", "diff_ids": diff_ids},
+            # Builders (buildah) match history entries to layers; one entry per layer.
+            "history": [{"created_by": f"volprobe localcluster: {layer.name}"} for layer in layers],
         }
         config_bytes = json.dumps(image_config, sort_keys=True).encode()
         config_digest = add_blob(config_bytes)
@@ -150,8 +152,12 @@ def write_oci_archive(layers: list[Path], config: ImageConfig, ref: str, out: Pa
         partial.rename(out)
 
 
+ARCHIVE_FORMAT = "2"
+"""Bump when write_oci_archive's output changes, so cached archives are rebuilt."""
+
+
 def _recipe_key(*parts: str) -> str:
-    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:12]
+    return hashlib.sha256("\0".join((ARCHIVE_FORMAT, *parts)).encode()).hexdigest()[:12]
 
 
 def _cached(layout: Layout, name: str, key: str, build: Callable[[Path, Path], None]) -> Path:
@@ -165,6 +171,9 @@ def _cached(layout: Layout, name: str, key: str, build: Callable[[Path, Path], N
         build(work, archive)
     finally:
         _remove_tree(work)
+    for stale in layout.images.glob(f"{name}-*.tar"):
+        if stale != archive:
+            stale.unlink()  # an older recipe's archive: only the newest is ever used
     return archive
 
 
@@ -259,6 +268,61 @@ def base_image(layout: Layout, ref: str) -> Path:
         write_oci_archive([work / "layer.tar"], config, ref, archive)
 
     return _cached(layout, "base", _recipe_key(ref, suite, mirror, *BASE_PACKAGES, *BASE_TRIM), build)
+
+
+RELEASE_INPUTS = ("Containerfile", "pyproject.toml", "README.md")
+CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
+
+
+def release_image(layout: Layout, ref: str, repo: Path) -> Path:
+    """volprobe's own image, built from the Containerfile with buildah on the cluster's base image.
+
+    No Docker engine or registry: the base archive is loaded into buildah's storage, the
+    Containerfile is built there (its pip install reaches PyPI; the host's CA bundle is mounted
+    for the build so a TLS-inspecting proxy is trusted, nothing of it stays in the image), and
+    the result is written as an OCI archive for containerd.
+    """
+    sources = [repo / name for name in RELEASE_INPUTS]
+    sources += sorted(p for p in (repo / "src").rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+    digest = hashlib.sha256()
+    for path in sources:
+        digest.update(str(path.relative_to(repo)).encode() + b"\0" + path.read_bytes())
+    base_ref = read_versions()["BASE_IMAGE"]
+    base = base_image(layout, base_ref)
+
+    def build(work: Path, archive: Path) -> None:
+        loaded = subprocess.run(
+            ["buildah", "pull", "-q", f"oci-archive:{base}"], check=True, capture_output=True, text=True
+        ).stdout.split()[-1]
+        subprocess.run(["buildah", "tag", loaded, base_ref], check=True)
+        volumes = ["-v", f"{CA_BUNDLE}:{CA_BUNDLE}:ro"] if CA_BUNDLE.exists() else []
+        subprocess.run(
+            [
+                "buildah",
+                "bud",
+                "--isolation",
+                "chroot",
+                "--network",
+                "host",
+                "--layers",
+                "-q",
+                *volumes,
+                "--pull-never",
+                "--build-arg",
+                f"BASE_IMAGE={base_ref}",
+                "-f",
+                "Containerfile",
+                "-t",
+                ref,
+                ".",
+            ],
+            cwd=repo,
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+        subprocess.run(["buildah", "push", "-q", ref, f"oci-archive:{archive}:{ref}"], check=True)
+
+    return _cached(layout, "volprobe", _recipe_key(ref, base.name, digest.hexdigest()), build)
 
 
 def cluster_images(layout: Layout) -> list[Path]:

@@ -1,0 +1,22 @@
+"""The generated reference pages are up to date with the code they describe."""
+
+from __future__ import annotations
+
+import pytest
+
+import gendocs
+
+
+@pytest.mark.parametrize("page", sorted(gendocs.PAGES))
+def test_generated_page_is_up_to_date(page: str) -> None:
+    path = gendocs.DOCS / page
+    assert path.exists(), f"docs/{page} is missing; run `make docs`"
+    assert path.read_text() == gendocs.PAGES[page](), f"docs/{page} is stale; run `make docs`"
+
+
+def test_every_reason_has_a_description() -> None:
+    from volprobe import reasons
+
+    for enum in (reasons.Kind, reasons.Result, reasons.Phase, reasons.Reason, reasons.SkipReason):
+        for member in enum:
+            assert reasons.describe(member), f"{enum.__name__}.{member.name} has no description"
