@@ -5,7 +5,7 @@ set -euo pipefail
 
 packages=(
   containerd runc containernetworking-plugins iptables conntrack   # the node
-  debootstrap busybox-static                                        # local images
+  debootstrap busybox-static buildah                               # local images
   xfsprogs e2fsprogs fuse3 fio                                      # agent tests and benchmarks
   prometheus                                                        # promtool and the e2e Prometheus
   openssl ca-certificates

@@ -8,8 +8,11 @@ import os
 import sys
 import time
 
-from . import cluster, host
-from .config import Layout
+from . import cluster, host, images
+from .config import REPO_DIR, Layout
+
+sys.path.insert(0, str(REPO_DIR / "src"))
+from volprobe.objects import DEFAULT_AGENT_IMAGE  # noqa: E402
 
 
 def main() -> int:
@@ -20,6 +23,7 @@ def main() -> int:
     up.add_argument("--kwok-nodes", type=int, default=int(os.environ.get("KWOK_NODES", "3")))
     sub.add_parser("down", help="stop the cluster and remove everything it made")
     sub.add_parser("status", help="print daemons and node readiness as JSON")
+    sub.add_parser("image", help="build volprobe's image from the Containerfile and import it into the node")
     sub.add_parser("leftovers", help="list anything of the cluster still on the host (exit 1 if any)")
     args = parser.parse_args()
     if os.geteuid() != 0:
@@ -28,9 +32,7 @@ def main() -> int:
     if args.command == "build":
         started = time.monotonic()
         cluster.binaries(layout)
-        from .images import cluster_images
-
-        cluster_images(layout)
+        images.cluster_images(layout)
         print(f"cluster: build done in {time.monotonic() - started:.1f}s", file=sys.stderr)
     elif args.command == "up":
         cluster.up(layout, args.kwok_nodes)
@@ -41,6 +43,14 @@ def main() -> int:
             print("cluster: down left these behind:\n  " + "\n  ".join(remaining), file=sys.stderr)
             return 1
         print(f"cluster: down in {time.monotonic() - started:.1f}s, nothing left behind", file=sys.stderr)
+    elif args.command == "image":
+        started = time.monotonic()
+        archive = images.release_image(layout, DEFAULT_AGENT_IMAGE, REPO_DIR)
+        cluster.import_image(layout, archive)
+        print(
+            f"cluster: image {DEFAULT_AGENT_IMAGE} ready in {time.monotonic() - started:.1f}s",
+            file=sys.stderr,
+        )
     elif args.command == "status":
         print(json.dumps(cluster.status(layout), indent=2))
     elif args.command == "leftovers":

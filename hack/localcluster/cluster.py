@@ -93,6 +93,7 @@ def healthy(layout: Layout) -> bool:
 def up(layout: Layout, kwok_nodes: int) -> None:
     started = time.monotonic()
     if healthy(layout):
+        _link_tools(layout, binaries(layout))
         _ensure_kwok_nodes(KubeAPI(layout.pki), kwok_nodes)
         _wait_nodes_ready(layout, 1 + kwok_nodes)
         log(f"already running; kubeconfig: {layout.kubeconfig}")
@@ -102,6 +103,7 @@ def up(layout: Layout, kwok_nodes: int) -> None:
         down(layout)
     _claim_ownership(layout)
     bins = binaries(layout)
+    _link_tools(layout, bins)
     versions = read_versions()
     archives = images.cluster_images(layout)
     log(f"binaries and images ready after {time.monotonic() - started:.1f}s")
@@ -145,6 +147,16 @@ def up(layout: Layout, kwok_nodes: int) -> None:
         f"ready in {time.monotonic() - started:.1f}s: 1 real node ({REAL_NODE}) + {kwok_nodes} kwok nodes; "
         f"kubeconfig: {layout.kubeconfig}"
     )
+
+
+def _link_tools(layout: Layout, bins: Binaries) -> None:
+    """`export PATH=$PWD/.cluster/bin:$PATH` gives the pinned kubectl and helm."""
+    tools = layout.state / "bin"
+    tools.mkdir(parents=True, exist_ok=True)
+    for name, target in (("kubectl", bins.kubernetes / "kubectl"), ("helm", bins.helm / "helm")):
+        link = tools / name
+        link.unlink(missing_ok=True)
+        link.symlink_to(target)
 
 
 def _make_pki(layout: Layout, address: str) -> None:

@@ -16,6 +16,7 @@ commands:
   probe       run the IO check inside a probe pod (the agent)
   controller  run the controller (watches StorageProbes, runs probes, serves /metrics)
   check       run every probe once against the current cluster and report
+  cleanup     delete every probe pod and claim in a namespace (run before uninstalling)
   version     print the version
 """
 
@@ -34,6 +35,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .app import main as controller_main
 
         return controller_main(rest)
+    if command == "check":
+        from .check import main as check_main
+
+        return check_main(rest)
+    if command == "cleanup":
+        from .cleanup import main as cleanup_main
+
+        return cleanup_main(rest)
     if command == "version":
         from . import __version__
 

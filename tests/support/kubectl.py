@@ -13,8 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-import yaml
-
 T = TypeVar("T")
 
 
@@ -54,7 +52,8 @@ class Kubectl:
             raise
 
     def apply(self, *objects: dict[str, Any] | str, namespace: str | None = None) -> str:
-        text = "\n---\n".join(o if isinstance(o, str) else yaml.safe_dump(o) for o in objects)
+        # JSON, not YAML: PyYAML leaves a string like "1e5123" unquoted and kubectl reads a number.
+        text = "\n---\n".join(o if isinstance(o, str) else json.dumps(o) for o in objects)
         return self.run("apply", *(["-n", namespace] if namespace else []), "-f", "-", stdin=text)
 
     def delete(self, kind: str, name: str, namespace: str | None = None, wait: bool = True) -> None:
