@@ -8,13 +8,14 @@ PY := $(VENV)/bin/python
 KWOK_NODES ?= 3
 LOCALCLUSTER := PYTHONPATH=hack $(PY) -m localcluster
 
-.PHONY: help deps venv build cluster cluster-down cluster-status lint unit test demo docs clean
+.PHONY: help deps venv build cluster cluster-down cluster-status image lint unit test demo docs clean
 
 help:
 	@echo "make demo          build and start the local cluster, install volprobe, show live probe results"
 	@echo "make test          install what is missing, start the cluster, run every test tier"
 	@echo "make cluster       start the local cluster (KWOK_NODES=$(KWOK_NODES)); kubeconfig: .cluster/kubeconfig"
 	@echo "make cluster-down  stop it and remove everything it made"
+	@echo "make image         build volprobe's image (Containerfile) and import it into the cluster"
 	@echo "make lint          ruff + mypy"
 	@echo "make unit          fast unit tests only"
 
@@ -51,6 +52,12 @@ unit: venv
 
 test: deps venv
 	@hack/test.sh
+
+image: venv
+	@$(LOCALCLUSTER) image
+
+demo: deps venv
+	@hack/demo.sh
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# `make demo`: from a fresh machine to live probe results on the local cluster.
+# Leaves the cluster and volprobe running; `make cluster-down` stops everything.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+started=$SECONDS
+export KUBECONFIG=$PWD/.cluster/kubeconfig
+export PATH=$PWD/.cluster/bin:$PATH
+localcluster() { PYTHONPATH=hack .venv/bin/python -m localcluster "$@"; }
+
+echo "== local cluster"
+localcluster up --kwok-nodes "${KWOK_NODES:-3}"
+echo "== volprobe image (Containerfile, built with buildah, imported into containerd)"
+localcluster image
+echo "== helm install volprobe (probe for StorageClass standard) + a probe for StorageClass broken"
+helm upgrade --install volprobe charts/volprobe --namespace volprobe --create-namespace \
+  --values hack/demo/values.yaml --wait --timeout 180s >/dev/null
+kubectl apply -f hack/demo/probes.yaml >/dev/null
+
+status() {
+  kubectl get storageprobe "$1" -o \
+    jsonpath='{.status.conditions[?(@.type=="Ready")].status}/{.status.conditions[?(@.type=="Degraded")].reason}' 2>/dev/null
+}
+echo "== live results (refreshing until standard passes and broken fails with a reason)"
+deadline=$((SECONDS + 180))
+while :; do
+  echo "--- $(date +%T)"
+  kubectl get storageprobes -o wide
+  standard=$(status standard); broken=$(status broken)
+  if [[ $standard == True/* && $broken == False/Provisioning* ]]; then break; fi
+  if ((SECONDS > deadline)); then echo "demo: probes did not settle within 3 minutes" >&2; exit 1; fi
+  sleep 5
+done
+echo
+echo "== why broken fails (kubectl describe storageprobe broken)"
+kubectl describe storageprobe broken | sed -n '/^Status:/,$p' | grep -E "Reason|Message|Type|Status" | head -8
+echo
+echo "== a one-shot check of StorageClass standard (volprobe check)"
+.venv/bin/volprobe check standard --mount-runs 2
+echo
+pod=$(kubectl -n volprobe get pods -l app.kubernetes.io/component=controller -o jsonpath='{.items[0].status.podIP}')
+cat <<INFO
+== metrics
+  curl -s http://$pod:8080/metrics | grep '^volprobe_probe_runs_total'
+  (or: kubectl -n volprobe port-forward svc/volprobe-metrics 8080, then http://localhost:8080/metrics)
+
+  export KUBECONFIG=$KUBECONFIG PATH=$PWD/.cluster/bin:\$PATH   # the cluster's kubectl and helm
+  make cluster-down                                             # stop everything
+
+demo ready in $((SECONDS - started))s
+INFO
