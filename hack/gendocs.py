@@ -1,10 +1,11 @@
-"""Generate the reference pages in docs/ from the single definitions in the code.
+"""Generate files that restate a single definition elsewhere, so they cannot drift from it.
 
-    python hack/gendocs.py          # rewrite docs/reasons.md, docs/metrics.md, docs/storageprobe.md
-    python hack/gendocs.py --check  # exit 1 if any page is out of date (tests run this)
+    python hack/gendocs.py          # rewrite them (`make docs`)
+    python hack/gendocs.py --check  # exit 1 if any is out of date (tests run this)
 
-The reason taxonomy comes from `volprobe.reasons`, the metrics from `volprobe.metrics.METRICS`
-and the StorageProbe reference from the CRD's schema, so the docs cannot drift from them.
+docs/reasons.md comes from `volprobe.reasons`, docs/metrics.md from `volprobe.metrics.METRICS`,
+docs/storageprobe.md from the CRD's schema, and the chart's copy of the alert rules from
+rules/volprobe.rules.yaml (Helm can only read files inside the chart).
 """
 
 from __future__ import annotations
@@ -152,10 +153,14 @@ def render_storageprobe() -> str:
     return "\n".join(lines)
 
 
-PAGES = {
-    "reasons.md": render_reasons,
-    "metrics.md": render_metrics,
-    "storageprobe.md": render_storageprobe,
+RULES = REPO / "rules" / "volprobe.rules.yaml"
+CHART_RULES = REPO / "charts" / "volprobe" / "files" / "volprobe.rules.yaml"
+
+GENERATED = {
+    DOCS / "reasons.md": render_reasons,
+    DOCS / "metrics.md": render_metrics,
+    DOCS / "storageprobe.md": render_storageprobe,
+    CHART_RULES: RULES.read_text,
 }
 
 
@@ -166,13 +171,13 @@ def main() -> int:
     parser.add_argument("--check", action="store_true", help="only check that the pages are up to date")
     args = parser.parse_args()
     stale = []
-    for name, render in PAGES.items():
-        path = DOCS / name
+    for path, render in GENERATED.items():
         text = render()
         if path.exists() and path.read_text() == text:
             continue
-        stale.append(name)
+        stale.append(str(path.relative_to(REPO)))
         if not args.check:
+            path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text)
     if args.check and stale:
         print(f"out of date: {', '.join(stale)}; run `make docs`", file=sys.stderr)

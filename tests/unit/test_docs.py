@@ -7,11 +7,10 @@ import pytest
 import gendocs
 
 
-@pytest.mark.parametrize("page", sorted(gendocs.PAGES))
-def test_generated_page_is_up_to_date(page: str) -> None:
-    path = gendocs.DOCS / page
-    assert path.exists(), f"docs/{page} is missing; run `make docs`"
-    assert path.read_text() == gendocs.PAGES[page](), f"docs/{page} is stale; run `make docs`"
+@pytest.mark.parametrize("path", sorted(gendocs.GENERATED), ids=lambda p: p.name)
+def test_generated_file_is_up_to_date(path: Path) -> None:
+    assert path.exists(), f"{path} is missing; run `make docs`"
+    assert path.read_text() == gendocs.GENERATED[path](), f"{path} is stale; run `make docs`"
 
 
 def test_every_reason_has_a_description() -> None:
