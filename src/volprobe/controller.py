@@ -26,7 +26,7 @@ from .events import EventRecorder
 from .kube import ApiError, KubeClient, LeaderElector
 from .metrics import ProbeMetrics
 from .objects import AgentImage, claim_name, pod_name, target_of
-from .reasons import Kind, Phase, Reason, Result, SkipReason
+from .reasons import INTEGRITY_REASONS, Kind, Phase, Reason, Result, SkipReason
 from .runs import Outcome, failed, skipped
 from .scheduling import Target, next_slot, offset, slot_id
 from .spec import ProbeSpec, SpecError, parse
@@ -101,6 +101,8 @@ def demote_if_node_unwell(outcome: Outcome, reason: SkipReason | None) -> Outcom
     """
     if outcome.passed or outcome.result is Result.SKIPPED or reason is None:
         return outcome
+    if outcome.reason in INTEGRITY_REASONS:
+        return outcome  # corruption found during a drain is still corruption
     return skipped(outcome.target, reason, outcome.finished, outcome.run)
 
 
@@ -479,8 +481,10 @@ class Prober:
         in_flight: Counter[tuple[str, Kind]] = Counter()
         for target, state in self.targets.items():
             in_flight[(target.probe, target.kind)] += 0 if state.task is None else 1
-        for (probe, kind), count in in_flight.items():
-            self.metrics.set_in_flight(probe, kind, count)
+        self.metrics.set_in_flight(dict(in_flight))
+        self.metrics.set_intervals(
+            {name: (r.spec.storage_class, r.spec.interval) for name, r in self.records.items()}
+        )
 
     def sweep(self, now: float) -> None:
         """Delete pods and claims nobody owns any more (a crash between create and record)."""

@@ -113,6 +113,12 @@ NODES = MetricSpec(
     ("probe", "storage_class", "state"),
 )
 IN_FLIGHT = MetricSpec("volprobe_runs_in_flight", "gauge", "Runs currently in progress.", ("probe", "kind"))
+INTERVAL = MetricSpec(
+    "volprobe_probe_interval_seconds",
+    "gauge",
+    "The probe's intervalSeconds: each target runs once per interval (alerts scale their windows with it).",
+    ("probe", "storage_class"),
+)
 API_REQUESTS = MetricSpec(
     "volprobe_api_requests_total",
     "counter",
@@ -147,6 +153,7 @@ METRICS: tuple[MetricSpec, ...] = (
     NODE_SKIPPED,
     NODES,
     IN_FLIGHT,
+    INTERVAL,
     API_REQUESTS,
     API_THROTTLED,
     BUDGET_WAIT,
@@ -247,9 +254,15 @@ class ProbeMetrics(Collector):
             for state, value in counts.items():
                 self._gauges[NODES][(probe, storage_class, state)] = float(value)
 
-    def set_in_flight(self, probe: str, kind: Kind, count: int) -> None:
+    def set_in_flight(self, counts: dict[tuple[str, Kind], int]) -> None:
+        """Replace every in-flight series: (probe, kind) pairs that no longer exist disappear."""
         with self._lock:
-            self._gauges[IN_FLIGHT][(probe, kind.value)] = float(count)
+            self._gauges[IN_FLIGHT] = {(probe, kind.value): float(n) for (probe, kind), n in counts.items()}
+
+    def set_intervals(self, intervals: dict[str, tuple[str, float]]) -> None:
+        """probe -> (storage class, interval); replaces every series."""
+        with self._lock:
+            self._gauges[INTERVAL] = {(probe, sc): seconds for probe, (sc, seconds) in intervals.items()}
 
     def api_request(self, verb: str, code: int) -> None:
         with self._lock:

@@ -106,6 +106,10 @@ class Reason(StrEnum):
     """The API server refused to create the probe's objects (quota, admission, RBAC)."""
 
 
+INTEGRITY_REASONS = frozenset({Reason.CHECKSUM_MISMATCH, Reason.DATA_LOST})
+"""Findings about the data itself: always reported, whatever happened to the node meanwhile."""
+
+
 class SkipReason(StrEnum):
     """Why a node was not probed. Skips are counted and shown, never failures."""
 

@@ -60,3 +60,11 @@ def test_failure_on_a_healthy_node_is_unchanged() -> None:
 def test_a_skip_stays_the_same_skip() -> None:
     skip = skipped_outcome("worker-1", SkipReason.TAINTED)
     assert demote_if_node_unwell(skip, SkipReason.NOT_READY) is skip
+
+
+@pytest.mark.parametrize("reason", [Reason.CHECKSUM_MISMATCH, Reason.DATA_LOST])
+def test_integrity_failures_are_never_demoted(reason: Reason) -> None:
+    corrupted = mount_outcome(
+        "worker-1", result=Result.FAILURE, phase=Phase.VERIFY, reason=reason, finished=NOW + 30
+    )
+    assert demote_if_node_unwell(corrupted, SkipReason.CORDONED) is corrupted

@@ -293,7 +293,7 @@ def test_api_and_leader_metrics() -> None:
     metrics.api_request("list", 429)
     metrics.set_api_budget(throttled=2, waited=1.5)
     metrics.set_leader(True)
-    metrics.set_in_flight(PROBE, Kind.MOUNT, 4)
+    metrics.set_in_flight({(PROBE, Kind.MOUNT): 4})
     scrape = Scrape(metrics)
     assert scrape.value("volprobe_api_requests_total", verb="create", code="201") == 2.0
     assert scrape.value("volprobe_api_requests_total", verb="list", code="429") == 1.0
@@ -324,7 +324,7 @@ def populated() -> ProbeMetrics:
             metrics.set_skipped(probe, node, "tainted")
         metrics.record(provision_outcome(probe=probe), STORAGE_CLASS)
         metrics.set_node_counts(probe, STORAGE_CLASS, {"selected": 2})
-        metrics.set_in_flight(probe, Kind.MOUNT, 1)
+    metrics.set_in_flight({(probe, Kind.MOUNT): 1 for probe in (PROBE, "slow-hdd")})
     metrics.api_request("get", 200)
     metrics.set_leader(True)
     return metrics
@@ -395,3 +395,15 @@ def test_value_reads_one_series() -> None:
     metrics = populated()
     assert metrics.value(NODES, probe=PROBE, storage_class=STORAGE_CLASS, state="selected") == 2.0
     assert metrics.value(NODES, probe="nope", storage_class=STORAGE_CLASS, state="selected") is None
+
+
+def test_in_flight_and_interval_series_of_vanished_probes_disappear() -> None:
+    metrics = ProbeMetrics()
+    metrics.set_in_flight({(PROBE, Kind.MOUNT): 2, (PROBE, Kind.PROVISION): 1})
+    metrics.set_intervals({PROBE: (STORAGE_CLASS, 60.0)})
+    metrics.set_in_flight({(PROBE, Kind.PROVISION): 0})
+    metrics.set_intervals({})
+    scrape = Scrape(metrics)
+    assert scrape.series("volprobe_runs_in_flight") == [{"probe": PROBE, "kind": "provision"}]
+    assert scrape.value("volprobe_runs_in_flight", probe=PROBE, kind="provision") == 0.0
+    assert scrape.series("volprobe_probe_interval_seconds") == []
