@@ -154,12 +154,39 @@ def render_storageprobe() -> str:
 
 
 RULES = REPO / "rules" / "volprobe.rules.yaml"
+
+
+def render_alerts() -> str:
+    groups = yaml.safe_load(RULES.read_text())["groups"]
+    lines = [
+        HEADER.format(source="rules/volprobe.rules.yaml"),
+        "# Alerts",
+        "",
+        "Shipped in `rules/volprobe.rules.yaml` (and as a PrometheusRule by the Helm chart), unit-tested",
+        "with promtool in `rules/tests/`. What each means and what to do: [runbooks](runbooks.md).",
+        "",
+        "| alert | severity | for | summary |",
+        "|---|---|---|---|",
+    ]
+    for group in groups:
+        for rule in group["rules"]:
+            if "alert" not in rule:
+                continue
+            scope = rule["labels"].get("scope")
+            name = rule["alert"] + (f" (`scope={scope}`)" if scope else "")
+            summary = " ".join(rule["annotations"]["summary"].split()).replace("|", "\\|")
+            lines.append(f"| {name} | {rule['labels']['severity']} | {rule.get('for', '-')} | {summary} |")
+    lines.append("")
+    return "\n".join(lines)
+
+
 CHART_RULES = REPO / "charts" / "volprobe" / "files" / "volprobe.rules.yaml"
 
 GENERATED = {
     DOCS / "reasons.md": render_reasons,
     DOCS / "metrics.md": render_metrics,
     DOCS / "storageprobe.md": render_storageprobe,
+    DOCS / "alerts.md": render_alerts,
     CHART_RULES: RULES.read_text,
 }
 
