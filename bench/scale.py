@@ -1,0 +1,178 @@
+"""How the controller behaves with many nodes: API load, pod creation rate, memory, CPU, spread.
+
+    python bench/scale.py --nodes 500 --minutes 5      (root; the local cluster is started if needed)
+
+The nodes are kwok nodes: the control plane, the scheduler, local-path-provisioner and the
+controller all do their real work for every node, but kwok simulates the containers, including
+the agent's report (a minimal success, see hack/localcluster/manifests/kwok-stages.yaml). So
+this measures volprobe's own cost and behaviour at scale, not storage.
+
+Printed: runs per result, API requests per second by verb, pod creations per second against the
+budget, the controller's peak RSS and mean CPU, how long until every node had its first run,
+and how evenly run starts spread over the interval (pie fires everything at second 0).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(REPO / "hack"), str(REPO / "src"), str(REPO)]
+
+from localcluster import cluster as localcluster  # noqa: E402
+from localcluster import images  # noqa: E402
+from localcluster.config import Layout  # noqa: E402
+from tests.support.controller import ControllerProcess  # noqa: E402
+from tests.support.kubectl import Kubectl  # noqa: E402
+from volprobe.objects import DEFAULT_AGENT_IMAGE  # noqa: E402
+
+NAMESPACE = "volprobe-bench"
+PROBE = "bench"
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def proc_stats(pid: int) -> tuple[float, float]:
+    """(RSS MiB, CPU seconds) of a process."""
+    rss = 0.0
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            rss = int(line.split()[1]) / 1024
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    cpu = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return rss, cpu
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--nodes", type=int, default=500, help="kwok nodes to simulate")
+    parser.add_argument("--minutes", type=float, default=5, help="how long to measure")
+    parser.add_argument("--interval", type=int, default=60, help="the probe's intervalSeconds")
+    parser.add_argument("--pod-rate", type=float, default=5, help="--max-pod-creations-per-second")
+    args = parser.parse_args()
+
+    layout = Layout.default()
+    started = time.monotonic()
+    localcluster.up(layout, args.nodes)
+    print(f"cluster with {args.nodes} kwok nodes ready in {time.monotonic() - started:.0f}s")
+    localcluster.import_image(layout, images.release_image(layout, DEFAULT_AGENT_IMAGE, REPO))
+    kubectl = Kubectl(layout.kubernetes_bin("kubectl"), layout.kubeconfig)
+    kubectl.run(
+        "apply",
+        "--server-side",
+        "--force-conflicts",
+        "-f",
+        str(REPO / "charts" / "volprobe" / "crds" / "volprobe.io_storageprobes.yaml"),
+    )
+    kubectl.run("create", "namespace", NAMESPACE, check=False)
+    kubectl.apply(
+        {
+            "apiVersion": "volprobe.io/v1alpha1",
+            "kind": "StorageProbe",
+            "metadata": {"name": PROBE, "labels": {"volprobe.io/bench": "true"}},
+            "spec": {
+                "storageClassName": "standard",
+                "intervalSeconds": args.interval,
+                "nodeGracePeriodSeconds": 0,
+                "pod": {
+                    "tolerations": [
+                        {"key": "kwok.x-k8s.io/node", "operator": "Exists", "effect": "NoSchedule"}
+                    ]
+                },
+            },
+        }
+    )
+    log = Path(tempfile.mkdtemp(prefix="volprobe-bench-")) / "controller.log"
+    controller = ControllerProcess(
+        kubeconfig=layout.kubeconfig,
+        namespace=NAMESPACE,
+        image=DEFAULT_AGENT_IMAGE,
+        log=log,
+        extra=(
+            "--probe-selector=volprobe.io/bench=true",
+            f"--max-pod-creations-per-second={args.pod_rate}",
+            "--status-interval=10",
+        ),
+    ).start()
+    assert controller.process is not None
+    pid = controller.process.pid
+    try:
+        controller.wait_ready(120)
+        t0 = time.monotonic()
+        _, cpu0 = proc_stats(pid)
+        peak_rss = 0.0
+        first_run: dict[str, float] = {}
+        samples = []
+        while time.monotonic() - t0 < args.minutes * 60:
+            time.sleep(5)
+            scrape = controller.scrape()
+            rss, _ = proc_stats(pid)
+            peak_rss = max(peak_rss, rss)
+            elapsed = time.monotonic() - t0
+            for labels, value in scrape.matching("volprobe_probe_runs_total", kind="mount"):
+                if value > 0 and labels["node"] not in first_run:
+                    first_run[labels["node"]] = elapsed
+            samples.append((elapsed, scrape))
+        _, cpu1 = proc_stats(pid)
+        seconds = time.monotonic() - t0
+        last = samples[-1][1]
+        results = collections.Counter()
+        for labels, value in last.matching("volprobe_probe_runs_total"):
+            results[(labels["kind"], labels["result"])] += int(value)
+        reasons = collections.Counter()
+        for labels, value in last.matching("volprobe_probe_failures_total"):
+            reasons[f"{labels['kind']}/{labels['phase']}/{labels['reason']}"] += int(value)
+        skips = collections.Counter(labels["reason"] for labels, _ in last.matching("volprobe_node_skipped"))
+        verbs = collections.Counter()
+        for labels, value in last.matching("volprobe_api_requests_total"):
+            verbs[labels["verb"]] += int(value)
+        creates = sum(
+            v for labels, v in last.matching("volprobe_api_requests_total", verb="create", code="201")
+        )
+        print(f"\n== {args.nodes} kwok nodes + 1 real, interval {args.interval}s, measured {seconds:.0f}s")
+        print("runs:", json.dumps({f"{k}/{r}": n for (k, r), n in sorted(results.items())}))
+        print("failures by kind/phase/reason:", json.dumps(dict(sorted(reasons.items()))))
+        print("nodes skipped at the end, by reason:", json.dumps(dict(skips)))
+        print(
+            f"API requests/s: {sum(verbs.values()) / seconds:.1f} total; by verb:",
+            json.dumps({v: round(n / seconds, 2) for v, n in sorted(verbs.items())}),
+        )
+        print(
+            f"objects created/s (pods, claims, events): {creates / seconds:.2f} "
+            f"(pod budget {args.pod_rate}/s)"
+        )
+        print(
+            f"throttled by the API server: {last.sum('volprobe_api_throttled_total'):.0f} times; "
+            f"budget wait {last.sum('volprobe_api_budget_wait_seconds_total'):.0f}s in total"
+        )
+        print(
+            f"controller: peak RSS {peak_rss:.0f} MiB, "
+            f"mean CPU {100 * (cpu1 - cpu0) / seconds:.0f}% of a core"
+        )
+        covered = len(first_run)
+        print(
+            f"nodes with a first mount run: {covered}/{args.nodes + 1}"
+            + (f", the last after {max(first_run.values()):.0f}s" if first_run else "")
+        )
+        starts = sorted(first_run.values())
+        if starts:
+            buckets = collections.Counter(int(t // 10) * 10 for t in starts)
+            print("first runs per 10 s:", " ".join(f"{b}s:{buckets[b]}" for b in sorted(buckets)))
+    finally:
+        controller.stop()
+        kubectl.run("delete", "storageprobe", PROBE, "--ignore-not-found", "--wait=true", timeout=300)
+        kubectl.run("delete", "namespace", NAMESPACE, "--ignore-not-found", "--wait=false")
+        print(f"controller log: {log}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
