@@ -80,42 +80,37 @@ def kube_apiserver(layout: Layout, bins: Binaries, host_ip: str) -> list[str]:
     ]
 
 
-def kube_controller_manager(layout: Layout, bins: Binaries) -> list[str]:
-    kubeconfig = layout.state / "kubeconfigs" / "controller-manager"
+def _control_plane_client(layout: Layout, name: str, port: int) -> list[str]:
+    """Flags every control-plane component shares: its identity, its own serving port."""
+    kubeconfig = layout.state / "kubeconfigs" / name
     return [
-        bins.k8s("kube-controller-manager"),
         f"--kubeconfig={kubeconfig}",
         f"--authentication-kubeconfig={kubeconfig}",
         f"--authorization-kubeconfig={kubeconfig}",
         "--bind-address=127.0.0.1",
-        "--secure-port=10257",
-        f"--cert-dir={layout.state / 'controller-manager'}",
+        f"--secure-port={port}",
+        f"--cert-dir={layout.state / name}",
         "--leader-elect=false",
+        "--profiling=false",
+        "--v=1",
+    ]
+
+
+def kube_controller_manager(layout: Layout, bins: Binaries) -> list[str]:
+    return [
+        bins.k8s("kube-controller-manager"),
+        *_control_plane_client(layout, "controller-manager", 10257),
         "--controllers=*",
         f"--service-account-private-key-file={layout.pki / 'sa.key'}",
         f"--root-ca-file={layout.pki / 'ca.crt'}",
         f"--cluster-signing-cert-file={layout.pki / 'ca.crt'}",
         f"--cluster-signing-key-file={layout.pki / 'ca.key'}",
         "--use-service-account-credentials=true",
-        "--profiling=false",
-        "--v=1",
     ]
 
 
 def kube_scheduler(layout: Layout, bins: Binaries) -> list[str]:
-    kubeconfig = layout.state / "kubeconfigs" / "scheduler"
-    return [
-        bins.k8s("kube-scheduler"),
-        f"--kubeconfig={kubeconfig}",
-        f"--authentication-kubeconfig={kubeconfig}",
-        f"--authorization-kubeconfig={kubeconfig}",
-        "--bind-address=127.0.0.1",
-        "--secure-port=10259",
-        f"--cert-dir={layout.state / 'scheduler'}",
-        "--leader-elect=false",
-        "--profiling=false",
-        "--v=1",
-    ]
+    return [bins.k8s("kube-scheduler"), *_control_plane_client(layout, "scheduler", 10259)]
 
 
 def containerd_socket(layout: Layout) -> Path:

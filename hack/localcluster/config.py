@@ -49,10 +49,6 @@ class Layout:
     def images(self) -> Path:
         return self.cache / "images"
 
-    @property
-    def gopath(self) -> Path:
-        return self.cache / "go"
-
     def kubernetes_bin(self, name: str) -> Path:
         """A Kubernetes binary of the pinned version (kubectl, kube-proxy …)."""
         return self.bin / f"kubernetes-{read_versions()['KUBERNETES_VERSION']}" / name

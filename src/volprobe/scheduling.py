@@ -45,13 +45,3 @@ def next_slot(after: float, interval: float, slot_offset: float) -> float:
 def slot_id(slot_time: float) -> str:
     """A short, sortable identifier of a slot, used in run ids and pod names."""
     return format(int(slot_time), "x")
-
-
-def missed_slots(last: float, now: float, interval: float, slot_offset: float) -> int:
-    """How many slots fell in (last, now]; used to count skips for a node that stays skipped."""
-    if now <= last:
-        return 0
-    first = next_slot(last, interval, slot_offset)
-    if first > now:
-        return 0
-    return int((now - first) // interval) + 1

@@ -198,9 +198,6 @@ class PodView:
         )
 
 
-SELECTED_NODE_ANNOTATION = "volume.kubernetes.io/selected-node"
-
-
 @dataclass(frozen=True)
 class ClaimView:
     meta: Meta
@@ -212,10 +209,6 @@ class ClaimView:
     @property
     def name(self) -> str:
         return self.meta.name
-
-    @property
-    def selected_node(self) -> str:
-        return self.meta.annotations.get(SELECTED_NODE_ANNOTATION, "")
 
     @classmethod
     def of(cls, obj: Mapping[str, Any]) -> ClaimView:

@@ -130,15 +130,17 @@ def prometheus(
     server.stop()
 
 
-def controller_pod_ip(cluster: Cluster, namespace: str) -> str:
-    def ready_ip() -> str | None:
+def leading_controller_pod(cluster: Cluster, namespace: str) -> str:
+    """The name of the Ready controller pod: the leader (only the leader is Ready)."""
+
+    def ready() -> str | None:
         pods = cluster.kubectl.json(
             "get", "pods", "-n", namespace, "-l", "app.kubernetes.io/component=controller"
         )
         for pod in pods["items"]:
             conditions = {c["type"]: c["status"] for c in pod["status"].get("conditions", [])}
             if conditions.get("Ready") == "True":
-                return str(pod["status"]["podIP"])
+                return str(pod["metadata"]["name"])
         return None
 
-    return eventually("a ready controller pod", ready_ip, 90)
+    return eventually("a ready controller pod", ready, 90)

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from tests.conftest import Cluster
-from tests.e2e.conftest import CHART, Helm, controller_pod_ip
+from tests.e2e.conftest import CHART, Helm, leading_controller_pod
 from tests.support.controller import Samples
 from tests.support.kubectl import eventually
 from tests.support.prometheus import Prometheus
@@ -142,11 +142,11 @@ def test_installed_chart_probes_standard_and_broken(
         90,
     )
 
-    ip = controller_pod_ip(cluster, installed)
+    leader = leading_controller_pod(cluster, installed)
     text = cluster.kubectl.run(
         "get",
         "--raw",
-        f"/api/v1/namespaces/{installed}/pods/{_pod_name(cluster, installed)}:8080/proxy/metrics",
+        f"/api/v1/namespaces/{installed}/pods/{leader}:8080/proxy/metrics",
     )
     samples = Samples.parse(text)
     assert samples.sum("volprobe_probe_runs_total", probe="e2e-standard", result="success") >= 1
@@ -154,20 +154,6 @@ def test_installed_chart_probes_standard_and_broken(
         samples.sum("volprobe_probe_failures_total", probe="e2e-broken", reason="provisioning_timeout") >= 1
     )
     assert samples.sum("volprobe_leader") == 1
-    assert ip
-
-
-def _pod_name(cluster: Cluster, namespace: str) -> str:
-    pods = cluster.kubectl.json(
-        "get", "pods", "-n", namespace, "-l", "app.kubernetes.io/component=controller"
-    )
-    return str(
-        next(
-            p["metadata"]["name"]
-            for p in pods["items"]
-            if {c["type"]: c["status"] for c in p["status"].get("conditions", [])}.get("Ready") == "True"
-        )
-    )
 
 
 def test_uninstall_leaves_no_probe_pods_or_claims(cluster: Cluster, helm: Helm, image: str) -> None:

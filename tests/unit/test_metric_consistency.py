@@ -27,14 +27,11 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.support.monitoring import DASHBOARD, REPO, RULE_FILES, RULE_TESTS, walk
 from volprobe import reasons
 from volprobe.metrics import METRICS, MetricSpec
 from volprobe.reports import IO_OPS
 
-REPO = Path(__file__).resolve().parents[2]
-RULES = sorted((REPO / "rules").glob("*.yaml"))
-RULE_TESTS = sorted((REPO / "rules" / "tests").glob("*.yaml"))
-DASHBOARD = REPO / "dashboards" / "volprobe.json"
 METRICS_DOC = REPO / "docs" / "metrics.md"
 
 # Metrics the rules and their tests use that volprobe does not export. Keep this list exact:
@@ -234,7 +231,7 @@ def _load_yaml(path: Path) -> Any:
 
 
 def rules() -> Iterator[tuple[Path, dict[str, Any]]]:
-    for path in RULES:
+    for path in RULE_FILES:
         for group in _load_yaml(path)["groups"]:
             for rule in group["rules"]:
                 yield path, rule
@@ -270,16 +267,6 @@ def rule_test_alert_labels() -> Iterator[tuple[str, str, str]]:
                         yield f"{path.name} {case['alertname']}", str(label), str(value)
 
 
-def _walk(node: Any) -> Iterator[tuple[str, Any]]:
-    if isinstance(node, dict):
-        for key, value in node.items():
-            yield key, value
-            yield from _walk(value)
-    elif isinstance(node, list):
-        for item in node:
-            yield from _walk(item)
-
-
 def dashboard() -> dict[str, Any]:
     loaded: dict[str, Any] = json.loads(DASHBOARD.read_text())
     return loaded
@@ -287,7 +274,7 @@ def dashboard() -> dict[str, Any]:
 
 def dashboard_exprs() -> list[Use]:
     board = dashboard()
-    found = [Use("dashboard panel", str(value)) for key, value in _walk(board["panels"]) if key == "expr"]
+    found = [Use("dashboard panel", str(value)) for key, value in walk(board["panels"]) if key == "expr"]
     for variable in board["templating"]["list"]:
         if variable.get("type") != "query":
             continue
@@ -416,7 +403,7 @@ def test_grafana_variable_queries() -> None:
 
 
 def test_files_exist_and_have_expressions() -> None:
-    assert RULES, "no rules/*.yaml"
+    assert RULE_FILES, "no rules/*.yaml"
     assert RULE_TESTS, "no rules/tests/*.yaml"
     assert rule_exprs()
     assert rule_test_exprs()

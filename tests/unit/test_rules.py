@@ -16,11 +16,9 @@ from typing import Any
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[2]
-RULES = REPO / "rules" / "volprobe.rules.yaml"
-RULE_TESTS = sorted((REPO / "rules" / "tests").glob("*.yaml"))
+from tests.support.monitoring import DASHBOARD, REPO, RULE_TESTS, RULES, walk
+
 RUNBOOKS = REPO / "docs" / "runbooks.md"
-DASHBOARD = REPO / "dashboards" / "volprobe.json"
 RUNBOOK_BASE = "https://github.com/volprobe/volprobe/blob/main/docs/runbooks.md"
 SEVERITIES = ("critical", "warning")
 # The only alert allowed to page without a `for:` (corruption is never a blip).
@@ -82,7 +80,7 @@ def test_promtool_test_rules() -> None:
 def test_dashboard_queries_are_valid_promql(tmp_path: Path) -> None:
     """Every panel query and variable query, Grafana variables filled in, passes promtool."""
     board = json.loads(DASHBOARD.read_text())
-    exprs = [str(value) for key, value in _walk(board["panels"]) if key == "expr"]
+    exprs = [str(value) for key, value in walk(board["panels"]) if key == "expr"]
     for variable in board["templating"]["list"]:
         if variable.get("type") == "query":
             query = variable["query"]
@@ -110,16 +108,6 @@ def _fill_grafana_variables(expr: str) -> str:
     expr = re.sub(r"\$__rate_interval|\$__interval|\$\{__rate_interval\}", "5m", expr)
     expr = re.sub(r"\$__range|\$\{__range\}", "6h", expr)
     return re.sub(r"\$\{\w+(:\w+)?\}|\$\w+", ".*", expr)
-
-
-def _walk(node: Any) -> Any:
-    if isinstance(node, dict):
-        for key, value in node.items():
-            yield key, value
-            yield from _walk(value)
-    elif isinstance(node, list):
-        for item in node:
-            yield from _walk(item)
 
 
 # -- what every alert carries ----------------------------------------------------------------------

@@ -9,7 +9,7 @@ import pytest
 
 from tests.unit.factories import NOW
 from volprobe.reasons import Kind
-from volprobe.scheduling import Target, missed_slots, next_slot, offset, slot_id
+from volprobe.scheduling import Target, next_slot, offset, slot_id
 
 UID = "9b2f6a3e-64d1-4c52-b8a4-0d6f1e0c2a77"
 INTERVAL = 60.0
@@ -175,37 +175,3 @@ def test_slots_with_zero_offset_fall_on_multiples_of_the_interval() -> None:
 def test_slot_id_is_the_hex_of_the_whole_second() -> None:
     assert slot_id(NOW + 0.9) == format(int(NOW), "x")
     assert slot_id(NOW) < slot_id(NOW + INTERVAL)
-
-
-# -- missed_slots ---------------------------------------------------------------------------------
-
-
-def test_no_slots_missed_when_time_did_not_move() -> None:
-    assert missed_slots(NOW, NOW, INTERVAL, OFFSET) == 0
-
-
-def test_no_slots_missed_when_time_went_backwards() -> None:
-    assert missed_slots(NOW, NOW - 600, INTERVAL, OFFSET) == 0
-
-
-def test_no_slots_missed_just_before_the_next_slot() -> None:
-    slot = next_slot(NOW, INTERVAL, OFFSET)
-    assert missed_slots(NOW, slot - 0.001, INTERVAL, OFFSET) == 0
-
-
-def test_a_slot_exactly_at_now_is_missed() -> None:
-    slot = next_slot(NOW, INTERVAL, OFFSET)
-    assert missed_slots(NOW, slot, INTERVAL, OFFSET) == 1
-
-
-def test_a_slot_exactly_at_last_is_not_counted_again() -> None:
-    slot = next_slot(NOW, INTERVAL, OFFSET)
-    assert missed_slots(slot, slot + INTERVAL - 0.001, INTERVAL, OFFSET) == 0
-    assert missed_slots(slot, slot + INTERVAL, INTERVAL, OFFSET) == 1
-
-
-@pytest.mark.parametrize("intervals", [1, 2, 5, 60])
-def test_missed_slots_counts_every_slot_in_a_long_gap(intervals: int) -> None:
-    slot = next_slot(NOW, INTERVAL, OFFSET)
-    assert missed_slots(slot - 0.5, slot + (intervals - 1) * INTERVAL, INTERVAL, OFFSET) == intervals
-    assert missed_slots(slot - 0.5, slot + intervals * INTERVAL - 0.5, INTERVAL, OFFSET) == intervals

@@ -127,7 +127,7 @@ def test_pod_messages_are_capped() -> None:
     assert (view.reason, len(view.message)) == ("Evicted", 300)
 
 
-def test_claim_projection_reads_phase_volume_class_owners_and_selected_node() -> None:
+def test_claim_projection_reads_phase_volume_class_and_owners() -> None:
     raw = claim_json("c-1", phase="Bound", volume="pvc-1")
     raw["metadata"]["annotations"] = {"volume.kubernetes.io/selected-node": "worker-2"}
     view = ClaimView.of(raw)
@@ -138,7 +138,6 @@ def test_claim_projection_reads_phase_volume_class_owners_and_selected_node() ->
         "fast-ssd",
     )
     assert view.owner_uids == ("uid-owner",)
-    assert view.selected_node == "worker-2"
 
 
 def test_volume_projection_reads_claim_reference_and_policy() -> None:
