@@ -54,7 +54,7 @@ def image(cluster: Cluster) -> str:
     return DEFAULT_AGENT_IMAGE
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def installed(cluster: Cluster, helm: Helm, image: str) -> Iterator[str]:
     """volprobe installed from the chart, probing `standard` (chart value) and `broken` (kubectl).
 
@@ -110,11 +110,14 @@ def installed(cluster: Cluster, helm: Helm, image: str) -> Iterator[str]:
     helm.run("uninstall", "volprobe", "--namespace", RELEASE_NAMESPACE, "--wait", check=False)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def prometheus(
     cluster: Cluster, installed: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Prometheus]:
-    """A real Prometheus scraping the chart's metrics Service and evaluating the shipped rules,
+    """Package-scoped, like `installed`: both end with the e2e tier, before the teardown tier
+    stops the cluster.
+
+    A real Prometheus scraping the chart's metrics Service and evaluating the shipped rules,
     unmodified. The Service's endpoints are its Ready pods, i.e. the leader, and kube-proxy
     routes the host's traffic to its ClusterIP. (Debian's Prometheus is built without Kubernetes
     service discovery.) Started with the release, so alerts' `for:` clocks start early."""

@@ -328,7 +328,8 @@ def test_two_replicas_only_the_leader_probes_and_fails_over(
 
     leader, follower = eventually("exactly one ready leader", one_leader, 60)
     assert follower.get("/healthz")[0] == 200, "a follower is alive, just not ready"
-    assert follower.get("/readyz") == (503, "not the leader\n")
+    # Once its caches are synced (it may still be listing), a follower is unready for one reason.
+    eventually("the follower synced", lambda: follower.get("/readyz") == (503, "not the leader\n"), 30)
     assert leader.scrape().sum("volprobe_leader") == 1
     assert follower.scrape().sum("volprobe_leader") == 0
     eventually("the leader probes", lambda: runs(leader, probe, "mount", "success") >= 1, 60)
