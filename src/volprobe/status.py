@@ -122,7 +122,9 @@ def _failure_summary(state: ProbeState, failing_nodes: list[str]) -> tuple[str, 
         reasons.update(_value(state.mounts[node].reason) for node in failing_nodes)
         shown = ", ".join(f"{n} ({_value(state.mounts[n].reason)})" for n in failing_nodes[:5])
         more = f" and {len(failing_nodes) - 5} more" if len(failing_nodes) > 5 else ""
-        parts.append(f"mount probe failing on {len(failing_nodes)} node(s): {shown}{more}")
+        first = state.mounts[failing_nodes[0]]
+        detail = f"; {failing_nodes[0]}: {first.message}" if first.message else ""
+        parts.append(f"mount probe failing on {len(failing_nodes)} node(s): {shown}{more}{detail}")
     reason = reasons.most_common(1)[0][0] if reasons else ""
     return camel(reason or "failing"), "; ".join(parts)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import time
@@ -12,6 +13,7 @@ import pytest
 from tests.conftest import Cluster
 from tests.support.controller import VOLPROBE
 from tests.support.kubectl import eventually
+from volprobe import __version__
 
 pytestmark = pytest.mark.e2e
 
@@ -112,3 +114,18 @@ def test_ctrl_c_mid_run_leaves_nothing_behind(cluster: Cluster, image: str) -> N
     assert process.returncode == 130, stderr
     assert "interrupted" in stderr
     eventually("nothing left behind after Ctrl-C", lambda: leftovers(cluster) == NOTHING, 90)
+
+
+def test_kubectl_finds_volprobe_as_a_plugin(cluster: Cluster) -> None:
+    """`kubectl volprobe …` is `volprobe …`: kubectl runs `kubectl-volprobe` found on PATH."""
+    env = {**os.environ, "PATH": f"{VOLPROBE.parent}:{os.environ['PATH']}"}
+    plugins = cluster.kubectl.binary
+    listed = subprocess.run(
+        [str(plugins), "plugin", "list"], capture_output=True, text=True, env=env, check=False
+    )
+    assert str(VOLPROBE.parent / "kubectl-volprobe") in listed.stdout
+    result = subprocess.run(
+        [str(plugins), "volprobe", "version"], capture_output=True, text=True, env=env, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == __version__

@@ -56,6 +56,8 @@ def test_standard_class_passes_with_phase_timings_and_ready_status(
         return condition(cluster.kubectl, probe, "Ready").get("status") == "True"
 
     eventually("status Ready", ready, 30)
+    # Ready needs one passing target; the provision result may land in status a moment later.
+    eventually("provision result in status", lambda: "provision" in probe_status(cluster.kubectl, probe), 30)
     status = probe_status(cluster.kubectl, probe)
     assert status["nodes"]["selected"] == 1
     assert status["nodes"]["passing"] == 1

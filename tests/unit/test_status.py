@@ -343,3 +343,18 @@ def test_every_failure_reason_gives_a_valid_condition_reason() -> None:
     """Condition reasons must match ^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$ (API conventions)."""
     pattern = re.compile(r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$")
     assert all(pattern.match(camel(reason.value)) for reason in Reason)
+
+
+def test_degraded_message_carries_the_first_failing_nodes_cause() -> None:
+    cause = "Waiting for a volume to be created by the external provisioner 'x.example.com'"
+    broken = mount_outcome(
+        "worker-1",
+        result=Result.TIMEOUT,
+        phase=Phase.PROVISION,
+        reason=Reason.PROVISIONING_TIMEOUT,
+        message=cause,
+        finished=NOW,
+    )
+    status = build(state(mounts={"worker-1": broken, "worker-2": passing("worker-2")}), None, NOW)
+    assert summary(status, "Degraded") == ("True", "ProvisioningTimeout")
+    assert f"worker-1: {cause}" in condition(status, "Degraded")["message"]
