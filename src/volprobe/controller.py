@@ -299,6 +299,14 @@ class Prober:
             return SkipReason.DELETING
         return nodes.skip_reason(node, tolerations=spec.pod.tolerations, grace=spec.node_grace, now=now)
 
+    def unwell_nodes(self, record: ProbeRecord, now: float) -> tuple[tuple[str, ...], SkipReason | None]:
+        """(selected nodes to avoid now, the most common skip reason if that is all of them)."""
+        verdicts = {n: self.node_skip(record.spec, n, now) for n in record.selected}
+        avoid = tuple(sorted(n for n, r in verdicts.items() if r is not None))
+        if not record.selected or len(avoid) < len(record.selected):
+            return avoid, None
+        return avoid, Counter(r for r in verdicts.values() if r is not None).most_common(1)[0][0]
+
     def launch_due(self, now: float) -> None:
         for state in sorted(self.targets.values(), key=lambda s: s.next_due):
             if state.next_due > now:
@@ -329,11 +337,9 @@ class Prober:
                     self.complete(state, skipped(target, reason, now))
                     continue
             else:
-                verdicts = {n: self.node_skip(spec, n, now) for n in record.selected}
-                avoid = tuple(sorted(n for n, r in verdicts.items() if r is not None))
-                if record.selected and len(avoid) == len(record.selected):
-                    common = Counter(r for r in verdicts.values() if r is not None).most_common(1)[0][0]
-                    self.complete(state, skipped(target, common, now))
+                avoid, nowhere = self.unwell_nodes(record, now)
+                if nowhere is not None:
+                    self.complete(state, skipped(target, nowhere, now))
                     continue
             name = pod_name(target, slot_id(slot))
             self._start(state, record, RunRequest(spec, target, name, avoid_nodes=avoid))
@@ -368,6 +374,10 @@ class Prober:
         node = outcome.node or state.target.node
         if node:
             outcome = demote_if_node_unwell(outcome, self.node_skip(record.spec, node, now))
+        else:
+            # A provision pod that never got a node: unschedulable only because every selected
+            # node went unwell meanwhile (the only node cordoned) is a skip, not a failure.
+            outcome = demote_if_node_unwell(outcome, self.unwell_nodes(record, now)[1])
         self.complete(state, outcome)
 
     def complete(self, state: TargetState, outcome: Outcome) -> None:
