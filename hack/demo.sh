@@ -36,7 +36,8 @@ echo "== why broken fails (kubectl describe storageprobe broken)"
 kubectl describe storageprobe broken | sed -n '/^Status:/,$p' | grep -E "Reason|Message|Type|Status" | head -8
 echo
 echo "== a one-shot check of StorageClass standard (volprobe check)"
-.venv/bin/volprobe check standard --mount-runs 2
+# --node-grace 0: the demo cluster's node is seconds old and would be skipped as too_new.
+.venv/bin/volprobe check standard --mount-runs 2 --node-grace 0
 echo
 pod=$(kubectl -n volprobe get pods -l app.kubernetes.io/component=controller -o jsonpath='{.items[0].status.podIP}')
 cat <<INFO

@@ -83,6 +83,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--no-provision", action="store_true", help="skip the provision probe")
     p.add_argument("--no-mount", action="store_true", help="skip the mount probes")
     p.add_argument("--timeout", type=int, help="seconds for each phase (default: the StorageProbe defaults)")
+    p.add_argument(
+        "--node-grace",
+        type=int,
+        help="skip nodes that joined or became Ready less than this many seconds ago (default 60)",
+    )
     p.add_argument("--output", choices=["table", "json"], default="table")
     return p
 
@@ -104,6 +109,8 @@ def spec_from_args(args: argparse.Namespace, probe_object: dict[str, Any] | None
             for node in args.node
         )
         spec = replace(spec, node_selector_terms=tuple(terms))
+    if args.node_grace is not None:
+        spec = replace(spec, node_grace=float(args.node_grace))
     if args.timeout:
         seconds = float(args.timeout)
         spec = replace(spec, timeouts=Timeouts(seconds, seconds, seconds, seconds, seconds))
