@@ -744,7 +744,12 @@ def test_pod_killed_at_its_active_deadline_is_a_timeout_not_an_agent_failure() -
     assert verdict.result is Result.TIMEOUT
 
 
-def test_pod_evicted_before_its_container_ended_is_pod_failed() -> None:
+@pytest.mark.parametrize(
+    "container",
+    [running(T0 + 20), terminated(137, reason="Error", started=T0 + 20, finished=T0 + 24)],
+    ids=["container still running", "container killed"],
+)
+def test_an_evicted_pod_is_pod_failed_whatever_its_container_shows(container: dict[str, Any]) -> None:
     tracker = provision_run()
     tracker.decide(provision_pod(), provision_claim("Bound"), T0 + 12)
     evicted = scheduled_pod(
@@ -752,27 +757,12 @@ def test_pod_evicted_before_its_container_ended_is_pod_failed() -> None:
         phase="Failed",
         reason="Evicted",
         message="The node was low on resource: ephemeral-storage.",
-        state=running(T0 + 20),
-    )
-    verdict = tracker.decide(evicted, provision_claim("Bound"), T0 + 22)
-    assert verdict is not None
-    assert (verdict.result, verdict.reason) == (Result.FAILURE, Reason.POD_FAILED)
-    assert "Evicted" in verdict.message
-
-
-def test_pod_evicted_with_its_container_killed_is_pod_failed() -> None:
-    tracker = provision_run()
-    tracker.decide(provision_pod(), provision_claim("Bound"), T0 + 12)
-    evicted = scheduled_pod(
-        T0 + 15,
-        phase="Failed",
-        reason="Evicted",
-        message="The node was low on resource: ephemeral-storage.",
-        state=terminated(137, reason="Error", started=T0 + 20, finished=T0 + 24),
+        state=container,
     )
     verdict = tracker.decide(evicted, provision_claim("Bound"), T0 + 25)
     assert verdict is not None
-    assert verdict.reason is Reason.POD_FAILED
+    assert (verdict.result, verdict.reason) == (Result.FAILURE, Reason.POD_FAILED)
+    assert "Evicted" in verdict.message
 
 
 # -- clean-up --------------------------------------------------------------------------------------
