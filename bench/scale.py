@@ -124,14 +124,14 @@ def main() -> int:
         _, cpu1 = proc_stats(pid)
         seconds = time.monotonic() - t0
         last = samples[-1][1]
-        results = collections.Counter()
+        results: collections.Counter[tuple[str, str]] = collections.Counter()
         for labels, value in last.matching("volprobe_probe_runs_total"):
             results[(labels["kind"], labels["result"])] += int(value)
-        reasons = collections.Counter()
+        reasons: collections.Counter[str] = collections.Counter()
         for labels, value in last.matching("volprobe_probe_failures_total"):
             reasons[f"{labels['kind']}/{labels['phase']}/{labels['reason']}"] += int(value)
         skips = collections.Counter(labels["reason"] for labels, _ in last.matching("volprobe_node_skipped"))
-        verbs = collections.Counter()
+        verbs: collections.Counter[str] = collections.Counter()
         for labels, value in last.matching("volprobe_api_requests_total"):
             verbs[labels["verb"]] += int(value)
         creates = sum(

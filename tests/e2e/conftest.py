@@ -12,6 +12,7 @@ import pytest
 
 from localcluster import cluster as localcluster
 from localcluster import images
+from localcluster.config import read_versions
 from tests.conftest import REPO, Cluster
 from tests.support.kubectl import eventually
 from tests.support.prometheus import Prometheus
@@ -42,7 +43,7 @@ class Helm:
 
 @pytest.fixture(scope="session")
 def helm(cluster: Cluster) -> Helm:
-    versions = localcluster.read_versions()
+    versions = read_versions()
     binary = cluster.layout.bin / f"helm-{versions['HELM_VERSION']}" / "helm"
     return Helm(binary, cluster.kubeconfig)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from functools import partial
 from typing import Any
 
 import pytest
@@ -17,6 +18,10 @@ from tests.support.prometheus import Prometheus
 pytestmark = pytest.mark.e2e
 
 MONITORING = ("monitoring.coreos.com/v1/ServiceMonitor", "monitoring.coreos.com/v1/PrometheusRule")
+
+
+def volume_gone(cluster: Cluster, volume: str) -> bool:
+    return cluster.kubectl.get("pv", volume) is None
 
 
 def render(helm: Helm, *args: str) -> list[dict[str, Any]]:
@@ -217,7 +222,7 @@ def test_uninstall_leaves_no_probe_pods_or_claims(cluster: Cluster, helm: Helm, 
 
         assert ours() == []
         for volume in filter(None, volumes):
-            eventually(f"volume {volume} deleted", lambda v=volume: cluster.kubectl.get("pv", v) is None, 60)
+            eventually(f"volume {volume} deleted", partial(volume_gone, cluster, volume), 60)
         leftover = cluster.kubectl.json("get", "all,serviceaccounts,roles,rolebindings", "-n", namespace)[
             "items"
         ]

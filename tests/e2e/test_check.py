@@ -57,7 +57,7 @@ def leftovers(cluster: Cluster) -> dict[str, list[str]]:
     return {"namespaces": namespaces, "pods": pods, "claims": claims, "volumes": volumes}
 
 
-NOTHING = {"namespaces": [], "pods": [], "claims": [], "volumes": []}
+NOTHING: dict[str, list[str]] = {"namespaces": [], "pods": [], "claims": [], "volumes": []}
 
 
 def test_check_standard_passes_with_a_table(cluster: Cluster, image: str) -> None:

@@ -4,6 +4,8 @@ e2e tier, so the alert's `for:` has been running during the other e2e tests)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from tests.support.kubectl import eventually
@@ -25,7 +27,7 @@ def test_prometheus_scrapes_the_leader_through_the_service(prometheus: Prometheu
 
 
 def test_provisioning_alert_fires_for_broken_and_not_for_standard(prometheus: Prometheus) -> None:
-    def firing(storage_class: str) -> list[dict[str, object]]:
+    def firing(storage_class: str) -> list[dict[str, Any]]:
         return [
             alert
             for alert in prometheus.alerts()

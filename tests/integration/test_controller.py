@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import pytest
 
+from localcluster.components import kwok_node
 from tests.conftest import Cluster
 from tests.integration.conftest import (
     ControllerFactory,
@@ -379,3 +381,83 @@ def test_hung_agent_times_out_and_does_not_block_later_runs(
         lambda: len(owned_objects(cluster.kubectl, namespace, probe)["pods"]) <= 1,
         30,
     )
+
+
+def test_new_node_is_probed_within_an_interval_and_a_removed_one_leaves_nothing(
+    cluster: Cluster,
+    make_probe: ProbeFactory,
+    start_controller: ControllerFactory,
+    namespace: str,
+    test_id: str,
+) -> None:
+    # A kwok node runs no containers (its stages fake the agent's report), which is enough to
+    # see the controller follow nodes coming and going; the real provisioner still makes its volume.
+    node = f"kwok-new-{test_id}"
+    interval = 10
+    probe = make_probe(
+        "nod",
+        "standard",
+        intervalSeconds=interval,
+        provision={"enabled": False},
+        nodeSelector={
+            "nodeSelectorTerms": [
+                {"matchFields": [{"key": "metadata.name", "operator": "In", "values": [node]}]}
+            ]
+        },
+        pod={"tolerations": [{"key": "kwok.x-k8s.io/node", "operator": "Exists", "effect": "NoSchedule"}]},
+    )
+    controller = start_controller()
+    eventually(
+        "no node selected yet",
+        lambda: probe_status(cluster.kubectl, probe).get("nodes", {}).get("selected") == 0,
+        30,
+    )
+
+    cluster.kubectl.apply(kwok_node(node))
+    volume = ""
+    try:
+        added = time.monotonic()
+
+        def probe_pods() -> list[dict[str, Any]]:
+            selector = f"volprobe.io/probe={probe}"
+            items: list[dict[str, Any]] = cluster.kubectl.json(
+                "get", "pods", "-n", namespace, "-l", selector
+            )["items"]
+            return items
+
+        first_pod = eventually("the new node's first probe pod", probe_pods, 30)[0]
+        assert time.monotonic() - added <= interval + 3, "the first run starts within one interval"
+        affinity = first_pod["spec"]["affinity"]["nodeAffinity"][
+            "requiredDuringSchedulingIgnoredDuringExecution"
+        ]
+        assert affinity["nodeSelectorTerms"] == [
+            {"matchFields": [{"key": "metadata.name", "operator": "In", "values": [node]}]}
+        ], "pinned by the node's name, not its hostname label"
+        eventually("a mount success on the new node", lambda: runs_on(controller, probe, node) >= 1, 60)
+        claims = cluster.kubectl.json("get", "pvc", "-n", namespace, "-l", f"volprobe.io/probe={probe}")[
+            "items"
+        ]
+        volume = claims[0]["spec"]["volumeName"]
+        cluster.kubectl.run("delete", "node", node, "--wait=true")
+
+        eventually(
+            "the node's claim and pods gone",
+            lambda: owned_objects(cluster.kubectl, namespace, probe) == {"pods": [], "pvc": []},
+            40,
+        )
+        eventually("the node's series gone", lambda: not controller.scrape().has(RUNS, node=node), 20)
+        assert not controller.scrape().has("volprobe_probe_success", node=node)
+        eventually(
+            "status counts no node",
+            lambda: probe_status(cluster.kubectl, probe).get("nodes", {}).get("selected") == 0,
+            20,
+        )
+    finally:
+        cluster.kubectl.run("delete", "node", node, "--ignore-not-found", "--wait=true")
+        # The provisioner cannot clean a volume on a node that no longer exists; that volume is ours.
+        if volume:
+            cluster.kubectl.run("delete", "pv", volume, "--ignore-not-found", "--wait=false")
+
+
+def runs_on(controller: ControllerProcess, probe: str, node: str) -> float:
+    return controller.scrape().sum(RUNS, probe=probe, kind="mount", node=node, result="success")

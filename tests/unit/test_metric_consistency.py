@@ -472,7 +472,7 @@ def test_label_matchers_on_volprobe_metrics_name_labels_they_have() -> None:
     for use in rule_exprs() + dashboard_exprs():
         for matcher in parse(use.expr).matchers:
             spec = family(matcher.metric) if matcher.metric else None
-            if spec is None:
+            if spec is None or matcher.metric is None:
                 continue
             labels = (
                 set(spec.labels) | TARGET_LABELS | ({"le"} if matcher.metric.endswith("_bucket") else set())
