@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 
 import pytest
@@ -14,7 +13,7 @@ from volprobe.reasons import Phase, Reason, Result
 
 from .conftest import MIB, LoopDevice, run_agent, sh
 
-pytestmark = [pytest.mark.root, pytest.mark.skipif(os.geteuid() != 0, reason="needs root")]
+pytestmark = pytest.mark.root
 
 PAYLOAD = MIB
 SMALL = ("--payload-bytes", "1MiB", "--block-bytes", "64KiB")

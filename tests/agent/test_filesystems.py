@@ -13,7 +13,7 @@ from volprobe.reasons import Phase, Reason, Result
 
 from .conftest import LoopFilesystem, run_agent, sh
 
-pytestmark = [pytest.mark.root, pytest.mark.skipif(os.geteuid() != 0, reason="needs root")]
+pytestmark = pytest.mark.root
 
 SMALL = ("--payload-bytes", "1MiB", "--block-bytes", "64KiB")
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
-import shutil
 from pathlib import Path
 
 import pytest
@@ -12,13 +10,15 @@ import pytest
 from volprobe.agent.blockdev import region_bytes
 from volprobe.reasons import Result
 
-from .conftest import MIB, LoopDevice, LoopFilesystem, run_agent, sh
+from .conftest import MIB, LoopDevice, LoopFilesystem, require, run_agent, sh
 
-pytestmark = [
-    pytest.mark.root,
-    pytest.mark.skipif(os.geteuid() != 0, reason="needs root"),
-    pytest.mark.skipif(shutil.which("fio") is None, reason="fio not installed"),
-]
+pytestmark = pytest.mark.root
+
+
+@pytest.fixture(autouse=True)
+def fio_installed() -> None:
+    require("fio")
+
 
 SMALL = ("--payload-bytes", "1MiB", "--block-bytes", "64KiB", "--fio")
 
