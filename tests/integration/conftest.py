@@ -109,13 +109,26 @@ def start_controller(
         process.stop()
 
 
+def owned_items(kubectl: Kubectl, namespace: str, probe: str, kind: str) -> list[dict[str, Any]]:
+    """The `kind` objects (pods, pvc) volprobe made for `probe` in `namespace`, whole."""
+    items: list[dict[str, Any]] = kubectl.json(
+        "get", kind, "-n", namespace, "-l", f"volprobe.io/probe={probe}"
+    )["items"]
+    return items
+
+
 def owned_objects(kubectl: Kubectl, namespace: str, probe: str) -> dict[str, list[str]]:
-    """Pods and claims volprobe made for `probe` in `namespace`."""
-    found = {}
-    for kind in ("pods", "pvc"):
-        items = kubectl.json("get", kind, "-n", namespace, "-l", f"volprobe.io/probe={probe}")["items"]
-        found[kind] = [item["metadata"]["name"] for item in items]
-    return found
+    """Names of the pods and claims volprobe made for `probe` in `namespace`."""
+    return {
+        kind: [item["metadata"]["name"] for item in owned_items(kubectl, namespace, probe, kind)]
+        for kind in ("pods", "pvc")
+    }
+
+
+def mount_volume(kubectl: Kubectl, namespace: str, probe: str) -> str:
+    """The PersistentVolume bound to the (only) mount claim of `probe`."""
+    volume: str = owned_items(kubectl, namespace, probe, "pvc")[0]["spec"]["volumeName"]
+    return volume
 
 
 def probe_status(kubectl: Kubectl, name: str) -> dict[str, Any]:
@@ -130,4 +143,4 @@ def condition(kubectl: Kubectl, name: str, kind: str) -> dict[str, Any]:
     return {}
 
 
-__all__ = ["condition", "eventually", "owned_objects", "probe_status"]
+__all__ = ["condition", "eventually", "mount_volume", "owned_items", "owned_objects", "probe_status"]

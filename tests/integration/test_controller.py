@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from typing import Any
 
 import pytest
 
@@ -13,6 +12,8 @@ from tests.integration.conftest import (
     ControllerFactory,
     ProbeFactory,
     condition,
+    mount_volume,
+    owned_items,
     owned_objects,
     probe_status,
 )
@@ -25,8 +26,8 @@ RUNS = "volprobe_probe_runs_total"
 FAILURES = "volprobe_probe_failures_total"
 
 
-def runs(controller: ControllerProcess, probe: str, kind: str, result: str) -> float:
-    return controller.scrape().sum(RUNS, probe=probe, kind=kind, result=result)
+def runs(controller: ControllerProcess, probe: str, kind: str, result: str, **labels: str) -> float:
+    return controller.scrape().sum(RUNS, probe=probe, kind=kind, result=result, **labels)
 
 
 def test_standard_class_passes_with_phase_timings_and_ready_status(
@@ -199,8 +200,7 @@ def test_deleting_a_probe_removes_everything_it_owned(
     probe = make_probe("del", "standard")
     controller = start_controller()
     eventually("a success", lambda: runs(controller, probe, "mount", "success") >= 1, 60)
-    claims = cluster.kubectl.json("get", "pvc", "-n", namespace, "-l", f"volprobe.io/probe={probe}")["items"]
-    volume = claims[0]["spec"]["volumeName"]
+    volume = mount_volume(cluster.kubectl, namespace, probe)
 
     cluster.kubectl.run("delete", "storageprobe", probe, "--wait=true")
     eventually(
@@ -417,15 +417,11 @@ def test_new_node_is_probed_within_an_interval_and_a_removed_one_leaves_nothing(
     volume = ""
     try:
         added = time.monotonic()
-
-        def probe_pods() -> list[dict[str, Any]]:
-            selector = f"volprobe.io/probe={probe}"
-            items: list[dict[str, Any]] = cluster.kubectl.json(
-                "get", "pods", "-n", namespace, "-l", selector
-            )["items"]
-            return items
-
-        first_pod = eventually("the new node's first probe pod", probe_pods, 30)[0]
+        first_pod = eventually(
+            "the new node's first probe pod",
+            lambda: owned_items(cluster.kubectl, namespace, probe, "pods"),
+            30,
+        )[0]
         assert time.monotonic() - added <= interval + 3, "the first run starts within one interval"
         affinity = first_pod["spec"]["affinity"]["nodeAffinity"][
             "requiredDuringSchedulingIgnoredDuringExecution"
@@ -433,11 +429,12 @@ def test_new_node_is_probed_within_an_interval_and_a_removed_one_leaves_nothing(
         assert affinity["nodeSelectorTerms"] == [
             {"matchFields": [{"key": "metadata.name", "operator": "In", "values": [node]}]}
         ], "pinned by the node's name, not its hostname label"
-        eventually("a mount success on the new node", lambda: runs_on(controller, probe, node) >= 1, 60)
-        claims = cluster.kubectl.json("get", "pvc", "-n", namespace, "-l", f"volprobe.io/probe={probe}")[
-            "items"
-        ]
-        volume = claims[0]["spec"]["volumeName"]
+        eventually(
+            "a mount success on the new node",
+            lambda: runs(controller, probe, "mount", "success", node=node) >= 1,
+            60,
+        )
+        volume = mount_volume(cluster.kubectl, namespace, probe)
         cluster.kubectl.run("delete", "node", node, "--wait=true")
 
         eventually(
@@ -457,7 +454,3 @@ def test_new_node_is_probed_within_an_interval_and_a_removed_one_leaves_nothing(
         # The provisioner cannot clean a volume on a node that no longer exists; that volume is ours.
         if volume:
             cluster.kubectl.run("delete", "pv", volume, "--ignore-not-found", "--wait=false")
-
-
-def runs_on(controller: ControllerProcess, probe: str, node: str) -> float:
-    return controller.scrape().sum(RUNS, probe=probe, kind="mount", node=node, result="success")
