@@ -32,9 +32,9 @@ from localcluster import images  # noqa: E402
 from localcluster.components import NODE_TYPE_LABEL  # noqa: E402
 from localcluster.config import Layout  # noqa: E402
 from tests.support.kubectl import Kubectl, eventually  # noqa: E402
-from volprobe import reports  # noqa: E402
-from volprobe.objects import DEFAULT_AGENT_IMAGE, MOUNT_PATH  # noqa: E402
-from volprobe.spec import DEFAULT_RESOURCES  # noqa: E402
+from volprobe.contract import report as reports  # noqa: E402
+from volprobe.model.manifests import DEFAULT_AGENT_IMAGE, MOUNT_PATH  # noqa: E402
+from volprobe.model.spec import DEFAULT_RESOURCES  # noqa: E402
 
 NAMESPACE = "volprobe-bench-startup"
 

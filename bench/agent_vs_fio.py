@@ -44,7 +44,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
 from volprobe.agent import fio  # noqa: E402 - after the path set-up, so a checkout runs as is
-from volprobe.reports import Report, parse  # noqa: E402
+from volprobe.contract.report import Report, parse  # noqa: E402
 
 MIB = 1 << 20
 KIB = 1 << 10

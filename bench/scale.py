@@ -31,7 +31,7 @@ from localcluster import images  # noqa: E402
 from localcluster.config import Layout  # noqa: E402
 from tests.support.controller import ControllerProcess  # noqa: E402
 from tests.support.kubectl import Kubectl  # noqa: E402
-from volprobe.objects import DEFAULT_AGENT_IMAGE  # noqa: E402
+from volprobe.model.manifests import DEFAULT_AGENT_IMAGE  # noqa: E402
 
 NAMESPACE = "volprobe-bench"
 PROBE = "bench"

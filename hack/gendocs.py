@@ -3,7 +3,7 @@
     python hack/gendocs.py          # rewrite them (`make docs`)
     python hack/gendocs.py --check  # exit 1 if any is out of date (tests run this)
 
-docs/reasons.md comes from `volprobe.reasons`, docs/metrics.md from `volprobe.metrics.METRICS`,
+docs/reasons.md comes from `volprobe.contract.reasons`, docs/metrics.md from `volprobe.runtime.metrics.METRICS`,
 docs/storageprobe.md from the CRD's schema, and the chart's copy of the alert rules from
 rules/volprobe.rules.yaml (Helm can only read files inside the chart).
 """
@@ -23,8 +23,8 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "src"))
 
-from volprobe import reasons  # noqa: E402
-from volprobe.metrics import METRICS  # noqa: E402
+from volprobe.contract import reasons  # noqa: E402
+from volprobe.runtime.metrics import METRICS  # noqa: E402
 
 DOCS = REPO / "docs"
 CRD = REPO / "charts" / "volprobe" / "crds" / "volprobe.io_storageprobes.yaml"
@@ -39,7 +39,7 @@ def _table(enum: type[StrEnum]) -> list[str]:
 
 def render_reasons() -> str:
     lines = [
-        HEADER.format(source="src/volprobe/reasons.py"),
+        HEADER.format(source="src/volprobe/contract/reasons.py"),
         "# Outcomes of a probe run: the fixed vocabulary",
         "",
         "Every label value volprobe exports for a run comes from these lists, never from an error",
@@ -77,7 +77,7 @@ def render_reasons() -> str:
 
 def render_metrics() -> str:
     lines = [
-        HEADER.format(source="src/volprobe/metrics.py"),
+        HEADER.format(source="src/volprobe/runtime/metrics.py"),
         "# Metrics",
         "",
         "Served by the controller on `/metrics` (port 8080 by default). Only the leader exports probe",

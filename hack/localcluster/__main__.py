@@ -12,7 +12,7 @@ from . import cluster, host, images
 from .config import REPO_DIR, Layout
 
 sys.path.insert(0, str(REPO_DIR / "src"))
-from volprobe.objects import DEFAULT_AGENT_IMAGE
+from volprobe.model.manifests import DEFAULT_AGENT_IMAGE
 
 
 def main() -> int:

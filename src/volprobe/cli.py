@@ -28,23 +28,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0 if args else 2
     command, rest = args[0], args[1:]
     if command == "probe":
-        from .agent import main as agent_main
+        from volprobe.agent import main as agent_main
 
         return agent_main(rest)
     if command == "controller":
-        from .app import main as controller_main
+        from volprobe.commands.controller import main as controller_main
 
         return controller_main(rest)
     if command == "check":
-        from .check import main as check_main
+        from volprobe.commands.check import main as check_main
 
         return check_main(rest)
     if command == "cleanup":
-        from .cleanup import main as cleanup_main
+        from volprobe.commands.cleanup import main as cleanup_main
 
         return cleanup_main(rest)
     if command == "version":
-        from . import __version__
+        from volprobe import __version__
 
         print(__version__)
         return 0

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from volprobe.reports import MAX_REPORT_BYTES, Report, parse
+from volprobe.contract.report import MAX_REPORT_BYTES, Report, parse
 
 HERE = Path(__file__).parent
 MIB = 1 << 20

@@ -9,7 +9,7 @@ import pytest
 
 from volprobe.agent.blockdev import region_bytes
 from volprobe.agent.layout import HEADER_BYTES
-from volprobe.reasons import Phase, Reason, Result
+from volprobe.contract.reasons import Phase, Reason, Result
 
 from .conftest import MIB, LoopDevice, run_agent, sh
 

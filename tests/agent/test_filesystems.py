@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from volprobe.reasons import Phase, Reason, Result
+from volprobe.contract.reasons import Phase, Reason, Result
 
 from .conftest import LoopFilesystem, run_agent, sh
 

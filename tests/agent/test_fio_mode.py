@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from volprobe.agent.blockdev import region_bytes
-from volprobe.reasons import Result
+from volprobe.contract.reasons import Result
 
 from .conftest import MIB, LoopDevice, LoopFilesystem, require, run_agent, sh
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from volprobe.reasons import Phase, Reason, Result
+from volprobe.contract.reasons import Phase, Reason, Result
 
 from .conftest import FuseFs, agent_command, run_agent, thread_states, wait_for_report
 

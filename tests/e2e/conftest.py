@@ -16,7 +16,7 @@ from localcluster.config import read_versions
 from tests.conftest import REPO, Cluster
 from tests.support.kubectl import eventually
 from tests.support.prometheus import Prometheus
-from volprobe.objects import DEFAULT_AGENT_IMAGE
+from volprobe.model.manifests import DEFAULT_AGENT_IMAGE
 
 CHART = REPO / "charts" / "volprobe"
 RELEASE_NAMESPACE = "volprobe-e2e"

@@ -19,7 +19,7 @@ from localcluster import images
 from tests.conftest import REPO, Cluster
 from tests.support.controller import ControllerProcess
 from tests.support.kubectl import Kubectl, eventually
-from volprobe.objects import DEFAULT_AGENT_IMAGE
+from volprobe.model.manifests import DEFAULT_AGENT_IMAGE
 
 CRD = REPO / "charts" / "volprobe" / "crds" / "volprobe.io_storageprobes.yaml"
 PROBE_IMAGE = DEFAULT_AGENT_IMAGE

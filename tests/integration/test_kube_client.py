@@ -30,8 +30,8 @@ import httpx
 import pytest
 
 from tests.conftest import Cluster
-from volprobe.budget import ApiBudget, BudgetConfig
-from volprobe.kube import (
+from volprobe.runtime.budget import ApiBudget, BudgetConfig
+from volprobe.runtime.kube import (
     ApiError,
     Backoff,
     ConflictError,

@@ -10,10 +10,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from volprobe.reasons import Kind, Phase, Reason, Result, SkipReason
-from volprobe.reports import Report
-from volprobe.runs import Outcome
-from volprobe.scheduling import Target
+from volprobe.contract.reasons import Kind, Phase, Reason, Result, SkipReason
+from volprobe.contract.report import Report
+from volprobe.model.runs import Outcome
+from volprobe.model.slots import Target
 
 NOW = datetime(2026, 11, 22, 3, 0, 0, tzinfo=UTC).timestamp()
 """A fixed "now" every test measures from."""

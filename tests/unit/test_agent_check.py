@@ -7,12 +7,12 @@ import time
 
 import pytest
 
-from volprobe.agent.check import Store, run_check
 from volprobe.agent.classify import CheckFailed
 from volprobe.agent.deadlines import plan
+from volprobe.agent.iocheck import Store, run_check
 from volprobe.agent.layout import LayoutError, Record
 from volprobe.agent.progress import Progress
-from volprobe.reasons import Phase, Reason, Result
+from volprobe.contract.reasons import Phase, Reason, Result
 
 
 class MemoryStore:

@@ -7,7 +7,7 @@ import errno
 import pytest
 
 from volprobe.agent.classify import describe, reason_for
-from volprobe.reasons import Reason
+from volprobe.contract.reasons import Reason
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,7 @@ from volprobe.agent.cli import (
     parse_args,
     parse_size,
 )
-from volprobe.reasons import Kind
+from volprobe.contract.reasons import Kind
 
 
 def test_defaults() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from volprobe.agent.deadlines import plan
-from volprobe.reasons import Phase
+from volprobe.contract.reasons import Phase
 
 
 def test_default_split() -> None:

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from volprobe.agent import fio
-from volprobe.reports import LATENCY_BUCKETS
+from volprobe.contract.report import LATENCY_BUCKETS
 
 # Trimmed from real fio 3.33 output (psync, direct=1, bs=1m, size=4m): only the keys we read
 # plus neighbours, so a format change in those keys is caught.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from volprobe.agent.generations import judge, next_generation
-from volprobe.reasons import Reason
+from volprobe.contract.reasons import Reason
 
 
 @pytest.mark.parametrize(

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from volprobe.agent import main
-from volprobe.reasons import Phase, Reason, Result
-from volprobe.reports import parse
+from volprobe.contract.reasons import Phase, Reason, Result
+from volprobe.contract.report import parse
 
 
 def run(tmp_path: Path, *extra: str) -> int:

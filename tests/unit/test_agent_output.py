@@ -8,8 +8,8 @@ import pytest
 
 from volprobe.agent.cli import Identity
 from volprobe.agent.output import deliver, summary
-from volprobe.reasons import Kind, Phase, Reason, Result
-from volprobe.reports import OpStats, Report, parse
+from volprobe.contract.reasons import Kind, Phase, Reason, Result
+from volprobe.contract.report import OpStats, Report, parse
 
 
 def success() -> Report:

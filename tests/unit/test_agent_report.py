@@ -16,8 +16,8 @@ import pytest
 
 from volprobe.agent.deadlines import plan
 from volprobe.agent.progress import Progress
-from volprobe.reasons import Phase, Reason, Result
-from volprobe.reports import IO_OPS, MAX_REPORT_BYTES, OpStats, Report, ReportError, encode, parse
+from volprobe.contract.reasons import Phase, Reason, Result
+from volprobe.contract.report import IO_OPS, MAX_REPORT_BYTES, OpStats, Report, ReportError, encode, parse
 
 
 def worst_case_report(detail_char: str = "é") -> Report:

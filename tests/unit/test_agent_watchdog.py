@@ -11,7 +11,7 @@ import pytest
 from volprobe.agent.deadlines import Step
 from volprobe.agent.progress import Progress
 from volprobe.agent.watchdog import supervise
-from volprobe.reasons import Phase, Reason, Result
+from volprobe.contract.reasons import Phase, Reason, Result
 
 
 def progress_with(*durations: float) -> Progress:

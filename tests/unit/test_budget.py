@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from volprobe.budget import ApiBudget, BudgetConfig, TokenBucket
+from volprobe.runtime.budget import ApiBudget, BudgetConfig, TokenBucket
 
 
 class FakeClock:

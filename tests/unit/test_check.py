@@ -8,9 +8,9 @@ import json
 import pytest
 
 from tests.unit.factories import mount_outcome, provision_outcome
-from volprobe.check import CheckResult, parser, render_table, spec_from_args, to_json
-from volprobe.reasons import Phase, Reason, Result, SkipReason
-from volprobe.spec import DEFAULT_NODE_GRACE_SECONDS, Timeouts
+from volprobe.commands.check import CheckResult, parser, render_table, spec_from_args, to_json
+from volprobe.contract.reasons import Phase, Reason, Result, SkipReason
+from volprobe.model.spec import DEFAULT_NODE_GRACE_SECONDS, Timeouts
 
 
 def args(*argv: str) -> argparse.Namespace:

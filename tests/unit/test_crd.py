@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from volprobe.spec import (
+from volprobe.model.spec import (
     DEFAULT_INTERVAL_SECONDS,
     DEFAULT_IO,
     DEFAULT_NODE_GRACE_SECONDS,

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from tests.unit.factories import NOW, mount_outcome, skipped_outcome
-from volprobe.controller import demote_if_node_unwell
-from volprobe.reasons import Phase, Reason, Result, SkipReason
-from volprobe.runs import Outcome
+from volprobe.contract.reasons import Phase, Reason, Result, SkipReason
+from volprobe.model.runs import Outcome
+from volprobe.runtime.controller import demote_if_node_unwell
 
 
 def failure() -> Outcome:

@@ -16,7 +16,7 @@ def test_generated_file_is_up_to_date(path: Path) -> None:
 
 
 def test_every_reason_has_a_description() -> None:
-    from volprobe import reasons
+    from volprobe.contract import reasons
 
     for enum in (reasons.Kind, reasons.Result, reasons.Phase, reasons.Reason, reasons.SkipReason):
         for member in enum:

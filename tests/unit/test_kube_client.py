@@ -11,9 +11,9 @@ from typing import Any
 import httpx
 import pytest
 
-import volprobe.kube
-from volprobe.budget import ApiBudget, BudgetConfig
-from volprobe.kube import (
+import volprobe.runtime.kube
+from volprobe.runtime.budget import ApiBudget, BudgetConfig
+from volprobe.runtime.kube import (
     ApiError,
     ConflictError,
     ConnectionConfig,
@@ -23,7 +23,7 @@ from volprobe.kube import (
     StaticToken,
     parse_watch_stream,
 )
-from volprobe.kube.client import parse_retry_after
+from volprobe.runtime.kube.client import parse_retry_after
 
 Handler = Callable[[httpx.Request], httpx.Response]
 
@@ -182,7 +182,7 @@ async def test_patch_content_types(patch_type: Any) -> None:
     await client.patch("/p", body, patch_type)
     (request,) = seen
     assert request.method == "PATCH"
-    assert request.headers["Content-Type"] == volprobe.kube.PATCH_CONTENT_TYPES[patch_type]
+    assert request.headers["Content-Type"] == volprobe.runtime.kube.PATCH_CONTENT_TYPES[patch_type]
     assert body_of(request) == body
     assert "force" not in request.url.params
 
@@ -366,7 +366,7 @@ async def test_watch_http_410_raises_gone() -> None:
 
 
 def test_public_surface() -> None:
-    assert sorted(volprobe.kube.__all__) == sorted(
+    assert sorted(volprobe.runtime.kube.__all__) == sorted(
         [
             "PATCH_CONTENT_TYPES", "ApiError", "Backoff", "ConfigError", "ConflictError",
             "ConnectionConfig", "FileToken", "GoneError", "KubeClient", "LeaderElector", "ListResult",
@@ -375,5 +375,5 @@ def test_public_surface() -> None:
             "load_kubeconfig", "object_key", "parse_watch_stream",
         ]
     )  # fmt: skip
-    for name in volprobe.kube.__all__:
-        assert getattr(volprobe.kube, name) is not None
+    for name in volprobe.runtime.kube.__all__:
+        assert getattr(volprobe.runtime.kube, name) is not None

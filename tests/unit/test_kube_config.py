@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 import yaml
 
-from volprobe.kube import ConfigError, FileToken, load_config, load_incluster, load_kubeconfig
-from volprobe.kube.config import default_kubeconfig_path
+from volprobe.runtime.kube import ConfigError, FileToken, load_config, load_incluster, load_kubeconfig
+from volprobe.runtime.kube.config import default_kubeconfig_path
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,8 @@ from typing import Any
 import httpx
 import pytest
 
-from volprobe.budget import ApiBudget, BudgetConfig
-from volprobe.kube import ConnectionConfig, KubeClient, LeaderElector
+from volprobe.runtime.budget import ApiBudget, BudgetConfig
+from volprobe.runtime.kube import ConnectionConfig, KubeClient, LeaderElector
 
 pytestmark = pytest.mark.timeout(30)
 

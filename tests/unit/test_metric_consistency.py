@@ -28,9 +28,9 @@ import pytest
 import yaml
 
 from tests.support.monitoring import DASHBOARD, REPO, RULE_FILES, RULE_TESTS, walk
-from volprobe import reasons
-from volprobe.metrics import METRICS, MetricSpec
-from volprobe.reports import IO_OPS
+from volprobe.contract import reasons
+from volprobe.contract.report import IO_OPS
+from volprobe.runtime.metrics import METRICS, MetricSpec
 
 METRICS_DOC = REPO / "docs" / "metrics.md"
 

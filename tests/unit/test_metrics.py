@@ -7,10 +7,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.unit.factories import NOW, PROBE, STORAGE_CLASS, mount_outcome, provision_outcome, skipped_outcome
 from volprobe import __version__
-from volprobe.metrics import METRICS, NODES, PHASE_BUCKETS, ProbeMetrics
-from volprobe.reasons import Kind, Phase, Reason, Result, SkipReason
-from volprobe.reports import LATENCY_BUCKETS, OpStats, Report
-from volprobe.runs import Outcome
+from volprobe.contract.reasons import Kind, Phase, Reason, Result, SkipReason
+from volprobe.contract.report import LATENCY_BUCKETS, OpStats, Report
+from volprobe.model.runs import Outcome
+from volprobe.runtime.metrics import METRICS, NODES, PHASE_BUCKETS, ProbeMetrics
 
 Labels = frozenset[tuple[str, str]]
 

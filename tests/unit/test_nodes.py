@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 
 from tests.unit.factories import DAY, NOW, node_json, taint
-from volprobe.nodes import selected, skip_reason, tolerates
-from volprobe.reasons import SkipReason
-from volprobe.views import NodeView, Taint
+from volprobe.contract.reasons import SkipReason
+from volprobe.model.nodes import selected, skip_reason, tolerates
+from volprobe.model.views import NodeView, Taint
 
 GRACE = 60.0
 ZONE = "topology.kubernetes.io/zone"

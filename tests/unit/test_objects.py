@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from tests.unit.factories import NAMESPACE, NOW, node_json
-from volprobe.nodes import selected
-from volprobe.objects import (
+from volprobe.contract.reasons import Kind
+from volprobe.model.manifests import (
     ANNOTATION_NODE,
     MAX_AVOIDED_NODES,
     AgentImage,
@@ -21,10 +21,10 @@ from volprobe.objects import (
     probe_pod,
     target_of,
 )
-from volprobe.reasons import Kind
-from volprobe.scheduling import Target, slot_id
-from volprobe.spec import ProbeSpec, parse
-from volprobe.views import NodeView
+from volprobe.model.nodes import selected
+from volprobe.model.slots import Target, slot_id
+from volprobe.model.spec import ProbeSpec, parse
+from volprobe.model.views import NodeView
 
 AGENT = AgentImage("registry.example.com/volprobe:0.1.0")
 SLOT = slot_id(NOW + 37.4)

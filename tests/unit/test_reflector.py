@@ -12,8 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
-from volprobe.budget import ApiBudget, BudgetConfig
-from volprobe.kube import Backoff, ConnectionConfig, KubeClient, Reflector, object_key
+from volprobe.runtime.budget import ApiBudget, BudgetConfig
+from volprobe.runtime.kube import Backoff, ConnectionConfig, KubeClient, Reflector, object_key
 
 pytestmark = pytest.mark.timeout(20)
 

@@ -22,12 +22,12 @@ from tests.unit.factories import (
     volume_json,
     waiting,
 )
-from volprobe.reasons import Kind, Phase, Reason, Result
-from volprobe.reports import MAX_REPORT_BYTES, OpStats, Report, encode
-from volprobe.runs import Outcome, RunTracker, Verdict, classify_stuck
-from volprobe.scheduling import Target
-from volprobe.spec import Timeouts
-from volprobe.views import ClaimView, EventView, PodView, VolumeView
+from volprobe.contract.reasons import Kind, Phase, Reason, Result
+from volprobe.contract.report import MAX_REPORT_BYTES, OpStats, Report, encode
+from volprobe.model.runs import Outcome, RunTracker, Verdict, classify_stuck
+from volprobe.model.slots import Target
+from volprobe.model.spec import Timeouts
+from volprobe.model.views import ClaimView, EventView, PodView, VolumeView
 
 T0 = NOW
 """When the run's pod (and, for provision runs, its claim) was created."""

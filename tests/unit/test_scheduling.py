@@ -8,8 +8,8 @@ import math
 import pytest
 
 from tests.unit.factories import NOW
-from volprobe.reasons import Kind
-from volprobe.scheduling import Target, next_slot, offset, slot_id
+from volprobe.contract.reasons import Kind
+from volprobe.model.slots import Target, next_slot, offset, slot_id
 
 UID = "9b2f6a3e-64d1-4c52-b8a4-0d6f1e0c2a77"
 INTERVAL = 60.0

@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 
 from tests.unit.factories import NOW, mount_outcome, provision_outcome, rfc3339
-from volprobe.reasons import Phase, Reason, Result, SkipReason
-from volprobe.runs import Outcome
-from volprobe.status import LIST_LIMIT, ProbeState, build, camel, node_counts
+from volprobe.contract.reasons import Phase, Reason, Result, SkipReason
+from volprobe.model.runs import Outcome
+from volprobe.model.status import LIST_LIMIT, ProbeState, build, camel, node_counts
 
 NODES = frozenset(f"worker-{index}" for index in range(1, 6))
 LATER = NOW + 300

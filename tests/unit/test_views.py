@@ -18,7 +18,7 @@ from tests.unit.factories import (
     volume_json,
     waiting,
 )
-from volprobe.views import (
+from volprobe.model.views import (
     ClaimView,
     ClassView,
     ContainerState,

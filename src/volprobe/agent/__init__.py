@@ -2,7 +2,7 @@
 
 `volprobe probe mount --path DIR` (or `--device DEV`) checks that the previous run's data is
 still there and intact, writes a fresh payload with O_DIRECT, fsyncs it, reads it back past the
-page cache and verifies it, timing every operation. The JSON report (volprobe.reports, schema
+page cache and verifies it, timing every operation. The JSON report (volprobe.contract.report, schema
 v1) goes to the termination-message file, a summary line to stdout. See docs/agent.md.
 
 Exit status: 0 whenever a report was written, whatever its verdict; 2 for a bad command line;
@@ -19,14 +19,14 @@ import sys
 import time
 from typing import TYPE_CHECKING
 
-from ..reasons import Phase
-from .check import Store, run_check
-from .cli import HelpRequested, Options, UsageError, parse_args
-from .deadlines import plan
-from .directio import AlignedBuffer
-from .output import deliver, summary
-from .progress import Progress
-from .watchdog import supervise
+from volprobe.agent.cli import HelpRequested, Options, UsageError, parse_args
+from volprobe.agent.deadlines import plan
+from volprobe.agent.directio import AlignedBuffer
+from volprobe.agent.iocheck import Store, run_check
+from volprobe.agent.output import deliver, summary
+from volprobe.agent.progress import Progress
+from volprobe.agent.watchdog import supervise
+from volprobe.contract.reasons import Phase
 
 if TYPE_CHECKING:
     import subprocess
@@ -47,7 +47,7 @@ def main(argv: list[str]) -> int:
     if options.fio:
         import shutil
 
-        from .fio import FIO
+        from volprobe.agent.fio import FIO
 
         if shutil.which(FIO) is None:
             print("volprobe probe: --fio needs fio on PATH", file=sys.stderr)
@@ -78,11 +78,11 @@ def _check(options: Options, progress: Progress, children: list[subprocess.Popen
     buffer = AlignedBuffer(options.block_bytes)
     store: Store
     if options.device is not None:
-        from .blockdev import BlockStore
+        from volprobe.agent.blockdev import BlockStore
 
         store = BlockStore(options.device, progress, buffer, options.payload_bytes)
     else:
-        from .volume import VolumeStore
+        from volprobe.agent.volume import VolumeStore
 
         store = VolumeStore(options.path or ".", progress, buffer)
     run_check(store, progress, options.expect_generation, options.payload_bytes, options.block_bytes)
@@ -94,8 +94,8 @@ def _benchmark(
     options: Options, store: Store, progress: Progress, children: list[subprocess.Popen[str]]
 ) -> None:
     """Run fio's write and read jobs (phases write and read again, with their own deadlines)."""
-    from . import fio
-    from .classify import describe, reason_for
+    from volprobe.agent import fio
+    from volprobe.agent.classify import describe, reason_for
 
     target, offset = store.scratch()
     direct = progress.used_direct and not progress.fell_back

@@ -26,12 +26,12 @@ import os
 import stat
 import time
 
-from ..reasons import Phase, Reason
-from .classify import CheckFailed
-from .directio import AlignedBuffer, DataFile
-from .layout import HEADER_BYTES, LayoutError, Record, decode_header, encode_header
-from .progress import Progress
-from .transfer import read_payload, write_payload
+from volprobe.agent.classify import CheckFailed
+from volprobe.agent.directio import AlignedBuffer, DataFile
+from volprobe.agent.layout import HEADER_BYTES, LayoutError, Record, decode_header, encode_header
+from volprobe.agent.progress import Progress
+from volprobe.agent.transfer import read_payload, write_payload
+from volprobe.contract.reasons import Phase, Reason
 
 SLOTS = 2
 PAYLOAD_START = SLOTS * HEADER_BYTES

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import errno
 
-from ..reasons import Phase, Reason
+from volprobe.contract.reasons import Phase, Reason
 
 ERRNO_REASONS: dict[int, Reason] = {
     errno.EROFS: Reason.READ_ONLY,

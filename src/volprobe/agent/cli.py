@@ -13,8 +13,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import NoReturn
 
-from ..reasons import Kind
-from .layout import MAX_BLOCK, MAX_PAYLOAD, MIN_BLOCK
+from volprobe.agent.layout import MAX_BLOCK, MAX_PAYLOAD, MIN_BLOCK
+from volprobe.contract.reasons import Kind
 
 DEFAULT_RESULT_FILE = "/dev/termination-log"
 DEFAULT_PAYLOAD_BYTES = 4 << 20

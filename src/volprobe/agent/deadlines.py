@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..reasons import Phase
+from volprobe.contract.reasons import Phase
 
 CHECK_SCHEDULE: tuple[tuple[Phase, float], ...] = (
     (Phase.VERIFY, 0.25),

@@ -19,7 +19,7 @@ import os
 from collections.abc import Callable
 from typing import TypeVar
 
-from .progress import Progress
+from volprobe.agent.progress import Progress
 
 T = TypeVar("T")
 

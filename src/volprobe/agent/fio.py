@@ -19,7 +19,7 @@ import subprocess
 from dataclasses import dataclass
 from typing import Any
 
-from ..reports import LATENCY_BUCKETS, OpStats
+from volprobe.contract.report import LATENCY_BUCKETS, OpStats
 
 FIO = "fio"
 PINNED = (

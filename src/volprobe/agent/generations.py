@@ -13,7 +13,7 @@ generation it saw acknowledged and passes it back as the expected generation E:
 
 from __future__ import annotations
 
-from ..reasons import Reason
+from volprobe.contract.reasons import Reason
 
 
 def judge(found: int | None, expected: int | None) -> tuple[Reason, str] | None:

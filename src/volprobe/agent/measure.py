@@ -9,7 +9,7 @@ fio's psync numbers.
 
 from __future__ import annotations
 
-from ..reports import IO_OPS, OpStats
+from volprobe.contract.report import IO_OPS, OpStats
 
 
 class Recorder:

@@ -9,9 +9,9 @@ from __future__ import annotations
 import os
 import sys
 
-from ..reasons import Kind
-from ..reports import Report, encode
-from .cli import Identity
+from volprobe.agent.cli import Identity
+from volprobe.contract.reasons import Kind
+from volprobe.contract.report import Report, encode
 
 MIB = 1 << 20
 

@@ -12,10 +12,10 @@ import threading
 import time
 from dataclasses import dataclass
 
-from ..reasons import Phase, Reason, Result
-from ..reports import OpStats, Report
-from .deadlines import Step
-from .measure import Recorder
+from volprobe.agent.deadlines import Step
+from volprobe.agent.measure import Recorder
+from volprobe.contract.reasons import Phase, Reason, Result
+from volprobe.contract.report import OpStats, Report
 
 
 @dataclass(frozen=True)

@@ -12,9 +12,9 @@ import hashlib
 import os
 import time
 
-from .layout import Record
-from .measure import Recorder
-from .payload import Pattern, first_difference
+from volprobe.agent.layout import Record
+from volprobe.agent.measure import Recorder
+from volprobe.agent.payload import Pattern, first_difference
 
 
 def write_payload(fd: int, buffer: memoryview, record: Record, recorder: Recorder) -> bytes:

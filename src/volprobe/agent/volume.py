@@ -20,12 +20,12 @@ import os
 import stat
 import time
 
-from ..reasons import Reason
-from .classify import CheckFailed
-from .directio import MEMORY_FILESYSTEMS, AlignedBuffer, DataFile, filesystem_type
-from .layout import Record, decode_marker, encode_marker
-from .progress import Progress
-from .transfer import read_payload, write_payload
+from volprobe.agent.classify import CheckFailed
+from volprobe.agent.directio import MEMORY_FILESYSTEMS, AlignedBuffer, DataFile, filesystem_type
+from volprobe.agent.layout import Record, decode_marker, encode_marker
+from volprobe.agent.progress import Progress
+from volprobe.agent.transfer import read_payload, write_payload
+from volprobe.contract.reasons import Reason
 
 STATE_DIR = ".volprobe"
 MARKER = "state"

@@ -15,8 +15,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..reports import Report
-from .progress import Progress
+from volprobe.agent.progress import Progress
+from volprobe.contract.report import Report
 
 
 @dataclass(frozen=True)

@@ -15,11 +15,11 @@ import os
 from dataclasses import replace
 from typing import Protocol
 
-from ..reasons import Phase, Reason
-from .classify import CheckFailed, describe, reason_for
-from .generations import judge, next_generation
-from .layout import LayoutError, Record
-from .progress import Progress
+from volprobe.agent.classify import CheckFailed, describe, reason_for
+from volprobe.agent.generations import judge, next_generation
+from volprobe.agent.layout import LayoutError, Record
+from volprobe.agent.progress import Progress
+from volprobe.contract.reasons import Phase, Reason
 
 
 class Store(Protocol):

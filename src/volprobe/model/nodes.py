@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from .reasons import SkipReason
-from .views import NodeView, Taint
+from volprobe.contract.reasons import SkipReason
+from volprobe.model.views import NodeView, Taint
 
 SCHEDULING_EFFECTS = ("NoSchedule", "NoExecute")
 

@@ -23,10 +23,10 @@ from typing import Literal
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from . import __version__
-from .reasons import Kind, Result
-from .reports import IO_OPS, LATENCY_BUCKETS
-from .runs import Outcome
+from volprobe import __version__
+from volprobe.contract.reasons import Kind, Result
+from volprobe.contract.report import IO_OPS, LATENCY_BUCKETS
+from volprobe.model.runs import Outcome
 
 MetricType = Literal["counter", "gauge", "histogram"]
 

@@ -14,7 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from .controller import Health
+from volprobe.runtime.controller import Health
 
 
 def make_registry(*collectors: object) -> CollectorRegistry:

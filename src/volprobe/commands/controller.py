@@ -13,13 +13,13 @@ import socket
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import __version__
-from .budget import ApiBudget, BudgetConfig
-from .controller import Controller, ControllerConfig, Health
-from .kube import KubeClient, load_config
-from .metrics import ProbeMetrics
-from .objects import AgentImage
-from .server import make_registry, serve
+from volprobe import __version__
+from volprobe.model.manifests import AgentImage
+from volprobe.runtime.budget import ApiBudget, BudgetConfig
+from volprobe.runtime.controller import Controller, ControllerConfig, Health
+from volprobe.runtime.kube import KubeClient, load_config
+from volprobe.runtime.metrics import ProbeMetrics
+from volprobe.runtime.server import make_registry, serve
 
 NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 

@@ -5,7 +5,7 @@ This module is the public front: import from ``volprobe.kube``, not from its sub
 private details may change. Every request goes through one `volprobe.budget.ApiBudget`.
 """
 
-from volprobe.kube.client import (
+from volprobe.runtime.kube.client import (
     PATCH_CONTENT_TYPES,
     ApiError,
     ConflictError,
@@ -18,7 +18,7 @@ from volprobe.kube.client import (
     error_from_status,
     parse_watch_stream,
 )
-from volprobe.kube.config import (
+from volprobe.runtime.kube.config import (
     ConfigError,
     ConnectionConfig,
     FileToken,
@@ -29,8 +29,8 @@ from volprobe.kube.config import (
     load_incluster,
     load_kubeconfig,
 )
-from volprobe.kube.leader import LeaderElector
-from volprobe.kube.reflector import Backoff, Reflector, ReflectorStats, object_key
+from volprobe.runtime.kube.leader import LeaderElector
+from volprobe.runtime.kube.reflector import Backoff, Reflector, ReflectorStats, object_key
 
 __all__ = [
     "PATCH_CONTENT_TYPES",

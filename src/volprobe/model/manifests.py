@@ -13,10 +13,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from . import __version__
-from .reasons import Kind
-from .scheduling import Target
-from .spec import API_GROUP, API_VERSION, KIND, ProbeSpec
+from volprobe import __version__
+from volprobe.contract.reasons import Kind
+from volprobe.model.slots import Target
+from volprobe.model.spec import API_GROUP, API_VERSION, KIND, ProbeSpec
 
 MANAGED_BY = "app.kubernetes.io/managed-by"
 MANAGER = "volprobe"

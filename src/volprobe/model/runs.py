@@ -16,11 +16,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
-from .reasons import Kind, Phase, Reason, Result, SkipReason
-from .reports import Report, ReportError, parse
-from .scheduling import Target
-from .spec import Timeouts
-from .views import ClaimView, EventView, PodView, VolumeView
+from volprobe.contract.reasons import Kind, Phase, Reason, Result, SkipReason
+from volprobe.contract.report import Report, ReportError, parse
+from volprobe.model.slots import Target
+from volprobe.model.spec import Timeouts
+from volprobe.model.views import ClaimView, EventView, PodView, VolumeView
 
 IMAGE_WAITING_REASONS = frozenset(
     {"ErrImageNeverPull", "InvalidImageName", "ErrImagePull", "ImagePullBackOff"}

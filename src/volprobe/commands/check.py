@@ -28,17 +28,18 @@ from typing import Any, TextIO
 
 import httpx
 
-from . import __version__, nodes
-from .budget import ApiBudget, BudgetConfig
-from .caches import PROBES_PATH, Caches
-from .cleanup import delete_owned
-from .engine import Engine, RunRequest
-from .kube import ApiError, KubeClient, load_config
-from .objects import DEFAULT_AGENT_IMAGE, SELECTOR, AgentImage, pod_name
-from .reasons import Kind, Phase, SkipReason
-from .runs import Outcome
-from .scheduling import Target
-from .spec import ProbeSpec, Timeouts, parse
+from volprobe import __version__
+from volprobe.commands.cleanup import delete_owned
+from volprobe.contract.reasons import Kind, Phase, SkipReason
+from volprobe.model import nodes
+from volprobe.model.manifests import DEFAULT_AGENT_IMAGE, SELECTOR, AgentImage, pod_name
+from volprobe.model.runs import Outcome
+from volprobe.model.slots import Target
+from volprobe.model.spec import ProbeSpec, Timeouts, parse
+from volprobe.runtime.budget import ApiBudget, BudgetConfig
+from volprobe.runtime.caches import PROBES_PATH, Caches
+from volprobe.runtime.engine import Engine, RunRequest
+from volprobe.runtime.kube import ApiError, KubeClient, load_config
 
 OUTPUT_VERSION = 1
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOTHING, EXIT_INTERRUPTED = 0, 1, 2, 3, 130

@@ -26,7 +26,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from .reasons import Phase, Reason, Result
+from volprobe.contract.reasons import Phase, Reason, Result
 
 SCHEMA_VERSION = 1
 MAX_REPORT_BYTES = 4096

@@ -15,9 +15,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from .kube import ApiError, KubeClient
-from .spec import API_GROUP, API_VERSION, KIND, ProbeSpec
-from .status import rfc3339
+from volprobe.model.spec import API_GROUP, API_VERSION, KIND, ProbeSpec
+from volprobe.model.status import rfc3339
+from volprobe.runtime.kube import ApiError, KubeClient
 
 log = logging.getLogger(__name__)
 

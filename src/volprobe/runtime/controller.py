@@ -19,18 +19,18 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from . import nodes, status
-from .caches import PROBES_PATH, Caches
-from .engine import Engine, RunRequest
-from .events import EventRecorder
-from .kube import ApiError, KubeClient, LeaderElector
-from .metrics import ProbeMetrics
-from .objects import AgentImage, claim_name, pod_name, target_of
-from .reasons import INTEGRITY_REASONS, Kind, Phase, Reason, Result, SkipReason
-from .runs import Outcome, failed, skipped
-from .scheduling import Target, next_slot, offset, slot_id
-from .spec import ProbeSpec, SpecError, parse
-from .views import NodeView
+from volprobe.contract.reasons import INTEGRITY_REASONS, Kind, Phase, Reason, Result, SkipReason
+from volprobe.model import nodes, status
+from volprobe.model.manifests import AgentImage, claim_name, pod_name, target_of
+from volprobe.model.runs import Outcome, failed, skipped
+from volprobe.model.slots import Target, next_slot, offset, slot_id
+from volprobe.model.spec import ProbeSpec, SpecError, parse
+from volprobe.model.views import NodeView
+from volprobe.runtime.caches import PROBES_PATH, Caches
+from volprobe.runtime.engine import Engine, RunRequest
+from volprobe.runtime.events import EventRecorder
+from volprobe.runtime.kube import ApiError, KubeClient, LeaderElector
+from volprobe.runtime.metrics import ProbeMetrics
 
 log = logging.getLogger(__name__)
 

@@ -14,10 +14,10 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from .kube import KubeClient, Reflector
-from .objects import SELECTOR
-from .spec import API_GROUP, API_VERSION, PLURAL
-from .views import ClaimView, ClassView, NodeView, PodView, VolumeView
+from volprobe.model.manifests import SELECTOR
+from volprobe.model.spec import API_GROUP, API_VERSION, PLURAL
+from volprobe.model.views import ClaimView, ClassView, NodeView, PodView, VolumeView
+from volprobe.runtime.kube import KubeClient, Reflector
 
 PROBES_PATH = f"/apis/{API_GROUP}/{API_VERSION}/{PLURAL}"
 

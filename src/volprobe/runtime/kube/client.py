@@ -38,8 +38,8 @@ from typing import Any, Literal
 import httpx
 
 from volprobe import __version__
-from volprobe.budget import ApiBudget
-from volprobe.kube.config import ConnectionConfig
+from volprobe.runtime.budget import ApiBudget
+from volprobe.runtime.kube.config import ConnectionConfig
 
 logger = logging.getLogger(__name__)
 

@@ -33,7 +33,7 @@ from typing import Any
 
 import httpx
 
-from volprobe.kube.client import ApiError, KubeClient, NotFoundError
+from volprobe.runtime.kube.client import ApiError, KubeClient, NotFoundError
 
 logger = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ import hashlib
 import math
 from dataclasses import dataclass
 
-from .reasons import Kind
+from volprobe.contract.reasons import Kind
 
 
 @dataclass(frozen=True, order=True)

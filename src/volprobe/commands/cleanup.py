@@ -16,9 +16,9 @@ from pathlib import Path
 
 import httpx
 
-from . import __version__
-from .kube import ApiError, KubeClient, load_config
-from .objects import SELECTOR
+from volprobe import __version__
+from volprobe.model.manifests import SELECTOR
+from volprobe.runtime.kube import ApiError, KubeClient, load_config
 
 
 async def delete_owned(

@@ -13,9 +13,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .caches import Caches
-from .kube import ApiError, KubeClient
-from .objects import (
+from volprobe.contract.reasons import Kind, Phase, Reason
+from volprobe.model.manifests import (
     ANNOTATION_GENERATION,
     VOLUME_NAME,
     AgentImage,
@@ -23,11 +22,12 @@ from .objects import (
     mount_claim,
     probe_pod,
 )
-from .reasons import Kind, Phase, Reason
-from .runs import Outcome, RunTracker, failed
-from .scheduling import Target
-from .spec import ProbeSpec
-from .views import EventView, PodView
+from volprobe.model.runs import Outcome, RunTracker, failed
+from volprobe.model.slots import Target
+from volprobe.model.spec import ProbeSpec
+from volprobe.model.views import EventView, PodView
+from volprobe.runtime.caches import Caches
+from volprobe.runtime.kube import ApiError, KubeClient
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from .reasons import Phase, Reason, SkipReason
-from .runs import Outcome
+from volprobe.contract.reasons import Phase, Reason, SkipReason
+from volprobe.model.runs import Outcome
 
 LIST_LIMIT = 20
 """Failing and skipped nodes listed in status; counts are always complete."""
