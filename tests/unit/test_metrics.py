@@ -162,6 +162,104 @@ def test_skipped_run_leaves_the_previous_success_gauges_alone() -> None:
     assert scrape.value("volprobe_probe_duration_seconds", **labels) == 4.0
 
 
+def failed_run(node: str = "worker-1", *, finished: float = NOW, timeout: bool = False) -> Outcome:
+    if timeout:
+        return mount_outcome(
+            node, result=Result.TIMEOUT, phase=Phase.MOUNT, reason=Reason.ATTACH_TIMEOUT, finished=finished
+        )
+    return mount_outcome(
+        node, result=Result.FAILURE, phase=Phase.MOUNT, reason=Reason.MOUNT_FAILED, finished=finished
+    )
+
+
+def streak(scrape: Scrape, node: str = "worker-1") -> tuple[float | None, float | None]:
+    """(consecutive failures, failing since) of one mount target."""
+    labels = target_labels(node)
+    return (
+        scrape.value("volprobe_probe_consecutive_failures", **labels),
+        scrape.value("volprobe_probe_failing_since_timestamp_seconds", **labels),
+    )
+
+
+def test_a_target_that_never_failed_has_zero_failures_and_no_failing_since() -> None:
+    assert streak(Scrape(recorded(mount_outcome("worker-1")))) == (0.0, None)
+    assert (
+        Scrape(recorded(mount_outcome("worker-1"))).series("volprobe_probe_failing_since_timestamp_seconds")
+        == []
+    )
+
+
+def test_failures_and_timeouts_in_a_row_count_up_from_the_first_one() -> None:
+    scrape = Scrape(
+        recorded(
+            mount_outcome("worker-1", finished=NOW),
+            failed_run(finished=NOW + 60),
+            failed_run(finished=NOW + 120, timeout=True),
+            failed_run(finished=NOW + 180),
+        )
+    )
+    assert streak(scrape) == (3.0, NOW + 60)
+
+
+def test_a_success_ends_the_streak() -> None:
+    scrape = Scrape(
+        recorded(
+            failed_run(finished=NOW),
+            failed_run(finished=NOW + 60),
+            mount_outcome("worker-1", finished=NOW + 120),
+        )
+    )
+    assert streak(scrape) == (0.0, None)
+
+
+def test_a_new_streak_starts_at_its_own_first_failure() -> None:
+    scrape = Scrape(
+        recorded(
+            failed_run(finished=NOW),
+            mount_outcome("worker-1", finished=NOW + 60),
+            failed_run(finished=NOW + 120),
+        )
+    )
+    assert streak(scrape) == (1.0, NOW + 120)
+
+
+def test_skipped_runs_neither_extend_nor_end_a_streak() -> None:
+    scrape = Scrape(
+        recorded(
+            failed_run(finished=NOW),
+            skipped_outcome("worker-1", SkipReason.CORDONED, finished=NOW + 60),
+            failed_run(finished=NOW + 120),
+            skipped_outcome("worker-1", SkipReason.NOT_READY, finished=NOW + 180),
+        )
+    )
+    assert streak(scrape) == (2.0, NOW)
+
+
+def test_a_target_that_was_only_skipped_has_no_streak_series() -> None:
+    scrape = Scrape(recorded(skipped_outcome("worker-1", SkipReason.NOT_READY)))
+    assert streak(scrape) == (None, None)
+
+
+def test_streaks_are_per_target() -> None:
+    scrape = Scrape(
+        recorded(
+            failed_run("worker-1", finished=NOW),
+            failed_run("worker-2", finished=NOW + 30),
+            failed_run("worker-2", finished=NOW + 90),
+            mount_outcome("worker-3"),
+            provision_outcome(
+                result=Result.TIMEOUT, phase=Phase.PROVISION, reason=Reason.PROVISIONING_FAILED
+            ),
+        )
+    )
+    assert streak(scrape, "worker-1") == (1.0, NOW)
+    assert streak(scrape, "worker-2") == (2.0, NOW + 30)
+    assert streak(scrape, "worker-3") == (0.0, None)
+    provision = target_labels("", "provision")
+    assert scrape.value("volprobe_probe_consecutive_failures", **provision) == 1.0
+    assert scrape.value("volprobe_probe_failing_since_timestamp_seconds", **provision) == NOW
+
+
 def test_provision_runs_have_an_empty_node_label() -> None:
     scrape = Scrape(recorded(provision_outcome(node="worker-3")))
     assert (
@@ -347,6 +445,30 @@ def test_forget_node_removes_exactly_that_node_of_that_probe() -> None:
     assert removed
     assert removed == series_with(before, probe=PROBE, node="worker-1")
     assert set(after.samples) <= set(before.samples)
+
+
+def test_forget_and_reset_drop_the_failure_streaks() -> None:
+    def targets(metrics: ProbeMetrics) -> list[set[tuple[str, str]]]:
+        scrape = Scrape(metrics)
+        return [
+            {(s["probe"], s["node"]) for s in scrape.series(name)}
+            for name in (
+                "volprobe_probe_consecutive_failures",
+                "volprobe_probe_failing_since_timestamp_seconds",
+            )
+        ]
+
+    metrics = populated()
+    failing = {(probe, node) for probe in (PROBE, "slow-hdd") for node in ("worker-1", "worker-2")}
+    provisions = {(PROBE, ""), ("slow-hdd", "")}
+    assert targets(metrics) == [failing | provisions, failing]
+    metrics.forget(PROBE, "worker-1")
+    failing.discard((PROBE, "worker-1"))
+    assert targets(metrics) == [failing | provisions, failing]
+    metrics.forget("slow-hdd")
+    assert targets(metrics) == [{(PROBE, "worker-2"), (PROBE, "")}, {(PROBE, "worker-2")}]
+    metrics.reset_probe_series()
+    assert targets(metrics) == [set(), set()]
 
 
 def test_forget_node_keeps_the_probe_wide_series() -> None:

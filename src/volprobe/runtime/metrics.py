@@ -73,6 +73,19 @@ LAST_RUN = MetricSpec(
     "Unix time at which the latest run (of any result) of this target finished.",
     PROBE_LABELS,
 )
+CONSECUTIVE_FAILURES = MetricSpec(
+    "volprobe_probe_consecutive_failures",
+    "gauge",
+    "Failed or timed-out runs of this target in a row: 0 after a success; skipped runs leave it as it is.",
+    PROBE_LABELS,
+)
+FAILING_SINCE = MetricSpec(
+    "volprobe_probe_failing_since_timestamp_seconds",
+    "gauge",
+    "Unix time at which the first run of the current failure streak of this target finished; absent while "
+    "it passes.",
+    PROBE_LABELS,
+)
 RUN_DURATION = MetricSpec(
     "volprobe_probe_duration_seconds",
     "gauge",
@@ -146,6 +159,8 @@ METRICS: tuple[MetricSpec, ...] = (
     SUCCESS,
     LAST_SUCCESS,
     LAST_RUN,
+    CONSECUTIVE_FAILURES,
+    FAILING_SINCE,
     RUN_DURATION,
     PHASE_DURATION,
     IO_LATENCY,
@@ -225,6 +240,12 @@ class ProbeMetrics(Collector):
             self._gauges[RUN_DURATION][base] = outcome.seconds
             if outcome.passed:
                 self._gauges[LAST_SUCCESS][base] = outcome.finished
+                self._gauges[CONSECUTIVE_FAILURES][base] = 0.0
+                self._gauges[FAILING_SINCE].pop(base, None)
+            else:
+                streak = self._gauges[CONSECUTIVE_FAILURES]
+                streak[base] = streak.get(base, 0.0) + 1.0
+                self._gauges[FAILING_SINCE].setdefault(base, outcome.finished)
             for phase, seconds in outcome.durations.items():
                 self._observe(PHASE_DURATION, (storage_class, target.kind.value, phase.value), seconds)
             report = outcome.report
