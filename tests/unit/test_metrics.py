@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.unit.factories import NOW, PROBE, STORAGE_CLASS, mount_outcome, provision_outcome, skipped_outcome
@@ -86,6 +86,56 @@ def test_counter_samples_are_exposed_under_their_total_name() -> None:
 
 def test_build_info_carries_the_version() -> None:
     assert Scrape(ProbeMetrics()).value("volprobe_build_info", version=__version__) == 1.0
+
+
+def test_instances_have_registries_of_their_own_and_leave_the_global_one_alone() -> None:
+    global_names = {family.name for family in REGISTRY.collect()}
+    first, second = ProbeMetrics(), ProbeMetrics()
+    first.record(mount_outcome("worker-1"), STORAGE_CLASS)
+    assert first.registry is not second.registry
+    assert Scrape(second).series("volprobe_probe_runs_total") == []
+    assert len(Scrape(first).series("volprobe_probe_runs_total")) == 1
+    assert {family.name for family in REGISTRY.collect()} == global_names
+
+
+def test_the_own_registry_exposes_what_the_collector_does() -> None:
+    metrics = populated()
+    assert generate_latest(metrics.registry).decode() == Scrape(metrics).text
+
+
+def test_no_created_samples() -> None:
+    assert "_created" not in Scrape(populated()).text
+
+
+def test_every_series_has_exactly_the_labels_of_its_definition() -> None:
+    scrape = Scrape(populated())
+    by_sample = {
+        spec.name + suffix: spec
+        for spec in METRICS
+        for suffix in (("_bucket", "_sum", "_count") if spec.type == "histogram" else ("",))
+    }
+    assert scrape.names() <= set(by_sample)
+    for name, labels in scrape.samples:
+        spec = by_sample[name]
+        expected = set(spec.labels) | ({"le"} if name.endswith("_bucket") else set())
+        assert {key for key, _ in labels} == expected, name
+
+
+def test_process_metrics_are_zero_until_set() -> None:
+    scrape = Scrape(ProbeMetrics())
+    assert scrape.value("volprobe_leader") == 0.0
+    assert scrape.value("volprobe_api_throttled_total") == 0.0
+    assert scrape.value("volprobe_api_budget_wait_seconds_total") == 0.0
+
+
+def test_api_budget_counters_mirror_the_budget_totals() -> None:
+    metrics = ProbeMetrics()
+    metrics.set_api_budget(throttled=1, waited=0.5)
+    metrics.set_api_budget(throttled=1, waited=0.5)
+    metrics.set_api_budget(throttled=4, waited=2.25)
+    scrape = Scrape(metrics)
+    assert scrape.value("volprobe_api_throttled_total") == 4.0
+    assert scrape.value("volprobe_api_budget_wait_seconds_total") == 2.25
 
 
 # -- recording outcomes -----------------------------------------------------------------------------
@@ -517,6 +567,23 @@ def test_value_reads_one_series() -> None:
     metrics = populated()
     assert metrics.value(NODES, probe=PROBE, storage_class=STORAGE_CLASS, state="selected") == 2.0
     assert metrics.value(NODES, probe="nope", storage_class=STORAGE_CLASS, state="selected") is None
+
+
+def test_kinds_may_be_plain_names() -> None:
+    metrics = ProbeMetrics()
+    metrics.set_in_flight({(PROBE, "object"): 1, (PROBE, Kind.MOUNT): 2})
+    scrape = Scrape(metrics)
+    assert scrape.value("volprobe_runs_in_flight", probe=PROBE, kind="object") == 1.0
+    assert scrape.value("volprobe_runs_in_flight", probe=PROBE, kind="mount") == 2.0
+
+
+def test_setting_the_same_skip_reason_again_keeps_one_series() -> None:
+    metrics = ProbeMetrics()
+    metrics.set_skipped(PROBE, "worker-1", "cordoned")
+    metrics.set_skipped(PROBE, "worker-1", "cordoned")
+    assert Scrape(metrics).series("volprobe_node_skipped") == [
+        {"probe": PROBE, "node": "worker-1", "reason": "cordoned"}
+    ]
 
 
 def test_in_flight_and_interval_series_of_vanished_probes_disappear() -> None:

@@ -1,32 +1,38 @@
-"""Every metric volprobe exports, defined once, and the state behind them.
+"""Every metric volprobe exports, defined once, and the prometheus_client objects behind them.
 
-`METRICS` is the single list of names, types, help texts and label sets: the code records
-through it, and the docs, alert rules and dashboard are checked against it by a test. Label
-values come only from Kubernetes object names and from `reasons` (never error strings), so
-series stay bounded.
+`METRICS` is the single list of names, types, help texts, label sets and buckets: every metric
+object is built from it, and the docs, alert rules and dashboard are checked against it by a
+test. Label values come only from Kubernetes object names and from `reasons` (never error
+strings), so series stay bounded.
 
-The values live in plain dictionaries exposed by a custom collector rather than in
-prometheus_client's metric objects: that makes "the node left, drop its series" a dictionary
-delete, and lets the agent's own latency histogram (bucket counts computed in the pod) be
-exported exactly. Counters follow the blackbox exporter's lesson kept by pie: every run moves
-`volprobe_probe_runs_total`, including runs that never got a pod, so a total outage shows.
+Each `ProbeMetrics` owns its own `CollectorRegistry` (never the global one: tests and the
+one-shot check create many instances). Counters, gauges and the phase histogram are
+prometheus_client's own types; "the node left, drop its series" is `remove_by_labels`. Only the
+IO latency histogram has a collector of its own, because its bucket counts are computed by the
+agent in the probe pod and merged here, which prometheus_client's `Histogram` (one observation
+at a time) cannot take. Counters follow the blackbox exporter's lesson kept by pie: every run
+moves `volprobe_probe_runs_total`, including runs that never got a pod, so a total outage shows.
 """
 
 from __future__ import annotations
 
 import threading
-from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypeVar
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
+from prometheus_client.core import HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from volprobe import __version__
-from volprobe.contract.reasons import Kind, Result
+from volprobe.contract.reasons import Result
 from volprobe.contract.report import IO_OPS, LATENCY_BUCKETS
 from volprobe.model.runs import Outcome
+
+# `_created` samples would double the number of series and nothing reads them. The switch is
+# process-wide; volprobe is the only exporter in its processes.
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 MetricType = Literal["counter", "gauge", "histogram"]
 
@@ -177,201 +183,216 @@ METRICS: tuple[MetricSpec, ...] = (
 )
 
 Labels = tuple[str, ...]
+KindName = TypeVar("KindName", bound=str)
+"""A kind's label value: `reasons.Kind` members or the plain names kind modules register."""
+Instrument = Counter | Gauge | Histogram
 
 
-class Histogram:
-    """Cumulative bucket counts, sum and count for one label set."""
-
-    def __init__(self, bounds: Sequence[float]) -> None:
-        self.bounds = tuple(bounds)
-        self.cumulative = [0] * len(self.bounds)
-        self.count = 0
-        self.total = 0.0
-
-    def observe(self, value: float) -> None:
-        for index, bound in enumerate(self.bounds):
-            if value <= bound:
-                self.cumulative[index] += 1
-        self.count += 1
-        self.total += value
-
-    def merge(self, cumulative: Sequence[int], count: int, total: float) -> None:
-        """Add a histogram measured elsewhere (the agent's) over the same bounds."""
-        for index, value in enumerate(cumulative[: len(self.bounds)]):
-            self.cumulative[index] += value
-        self.count += count
-        self.total += total
-
-    def buckets(self) -> list[tuple[str, float]]:
-        pairs = [
-            (_bound(bound), float(value)) for bound, value in zip(self.bounds, self.cumulative, strict=True)
-        ]
-        return [*pairs, ("+Inf", float(self.count))]
+def _build(spec: MetricSpec, registry: CollectorRegistry) -> Instrument:
+    if spec.type == "counter":
+        return Counter(spec.name, spec.help, spec.labels, registry=registry)
+    if spec.type == "gauge":
+        return Gauge(spec.name, spec.help, spec.labels, registry=registry)
+    return Histogram(spec.name, spec.help, spec.labels, registry=registry, buckets=spec.buckets)
 
 
-def _bound(value: float) -> str:
-    return repr(float(value))
+def _series(metric: Collector, name: str) -> Iterator[tuple[dict[str, str], float]]:
+    """(labels, value) of each sample called `name` that `metric` exports now."""
+    for family in metric.collect():
+        for sample in family.samples:
+            if sample.name == name:
+                yield sample.labels, sample.value
+
+
+def _read(metric: Counter | Gauge, name: str) -> float:
+    """The value of a child (or unlabelled) counter or gauge: prometheus_client has no getter."""
+    return next(value for _, value in _series(metric, name))
+
+
+@dataclass
+class _Buckets:
+    cumulative: list[int]
+    count: int = 0
+    total: float = 0.0
+
+
+class MergedHistogram(Collector):
+    """A histogram whose bucket counts were computed elsewhere (the agent's, over `spec.buckets`)."""
+
+    def __init__(self, spec: MetricSpec) -> None:
+        self.spec = spec
+        self._lock = threading.Lock()
+        self._series: dict[Labels, _Buckets] = {}
+
+    def merge(self, labels: Labels, cumulative: Sequence[int], count: int, total: float) -> None:
+        with self._lock:
+            series = self._series.setdefault(labels, _Buckets([0] * len(self.spec.buckets)))
+            for index, value in enumerate(cumulative[: len(self.spec.buckets)]):
+                series.cumulative[index] += value
+            series.count += count
+            series.total += total
+
+    def clear(self) -> None:
+        with self._lock:
+            self._series.clear()
+
+    def describe(self) -> Iterable[Metric]:
+        return [HistogramMetricFamily(self.spec.name, self.spec.help, labels=self.spec.labels)]
+
+    def collect(self) -> Iterable[Metric]:
+        family = HistogramMetricFamily(self.spec.name, self.spec.help, labels=self.spec.labels)
+        bounds = [repr(float(bound)) for bound in self.spec.buckets]
+        with self._lock:
+            for labels, series in self._series.items():
+                buckets = [(bound, float(n)) for bound, n in zip(bounds, series.cumulative, strict=True)]
+                family.add_metric(list(labels), [*buckets, ("+Inf", float(series.count))], series.total)
+        return [family]
 
 
 class ProbeMetrics(Collector):
-    """The controller's metric state; safe to update from the event loop while a scrape reads it."""
+    """The controller's metrics, in a registry of their own.
+
+    Updated from the event loop; a scrape (another thread) reads through prometheus_client's
+    own locking. The instance is itself a collector of that registry's contents, so a server
+    registry can combine it with others.
+    """
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._counters: dict[MetricSpec, dict[Labels, float]] = defaultdict(dict)
-        self._gauges: dict[MetricSpec, dict[Labels, float]] = defaultdict(dict)
-        self._histograms: dict[MetricSpec, dict[Labels, Histogram]] = defaultdict(dict)
+        self.registry = CollectorRegistry()
+        self._counters: dict[MetricSpec, Counter] = {}
+        self._gauges: dict[MetricSpec, Gauge] = {}
+        self._histograms: dict[MetricSpec, Histogram] = {}
+        self._io_latency = MergedHistogram(IO_LATENCY)
+        for spec in METRICS:
+            if spec is IO_LATENCY:
+                self.registry.register(self._io_latency)
+                continue
+            metric = _build(spec, self.registry)
+            if isinstance(metric, Counter):
+                self._counters[spec] = metric
+            elif isinstance(metric, Gauge):
+                self._gauges[spec] = metric
+            else:
+                self._histograms[spec] = metric
+        self._gauges[BUILD_INFO].labels(__version__).set(1)
 
     # -- recording -----------------------------------------------------------------------------
 
     def record(self, outcome: Outcome, storage_class: str) -> None:
         """Count one finished run (success, failure, timeout or skip)."""
         target = outcome.target
-        node = outcome.target.node
-        base = (target.probe, storage_class, node, target.kind.value)
-        with self._lock:
-            self._add(RUNS, (*base, outcome.result.value))
-            self._gauges[LAST_RUN][base] = outcome.finished
-            if outcome.result is Result.SKIPPED:
-                return
-            if outcome.phase is not None and outcome.reason is not None:
-                self._add(FAILURES, (*base, outcome.phase.value, outcome.reason.value))
-            self._gauges[SUCCESS][base] = 1.0 if outcome.passed else 0.0
-            self._gauges[RUN_DURATION][base] = outcome.seconds
-            if outcome.passed:
-                self._gauges[LAST_SUCCESS][base] = outcome.finished
-                self._gauges[CONSECUTIVE_FAILURES][base] = 0.0
-                self._gauges[FAILING_SINCE].pop(base, None)
-            else:
-                streak = self._gauges[CONSECUTIVE_FAILURES]
-                streak[base] = streak.get(base, 0.0) + 1.0
-                self._gauges[FAILING_SINCE].setdefault(base, outcome.finished)
-            for phase, seconds in outcome.durations.items():
-                self._observe(PHASE_DURATION, (storage_class, target.kind.value, phase.value), seconds)
-            report = outcome.report
-            if report is None:
-                return
-            for op, stats in report.ops.items():
-                if stats.buckets:
-                    histogram = self._histogram(IO_LATENCY, (storage_class, op))
-                    histogram.merge(stats.buckets, stats.count, stats.total)
-            if outcome.passed and target.kind is Kind.MOUNT:
-                for op in IO_OPS:
-                    if op in report.throughput:
-                        self._gauges[IO_THROUGHPUT][(target.probe, storage_class, node, op)] = (
-                            report.throughput[op]
-                        )
+        node = target.node
+        base = (target.probe, storage_class, node, str(target.kind))
+        self._counters[RUNS].labels(*base, outcome.result.value).inc()
+        self._gauges[LAST_RUN].labels(*base).set(outcome.finished)
+        if outcome.result is Result.SKIPPED:
+            return
+        if outcome.phase is not None and outcome.reason is not None:
+            self._counters[FAILURES].labels(*base, outcome.phase.value, outcome.reason.value).inc()
+        self._gauges[SUCCESS].labels(*base).set(1 if outcome.passed else 0)
+        self._gauges[RUN_DURATION].labels(*base).set(outcome.seconds)
+        streak = self._gauges[CONSECUTIVE_FAILURES].labels(*base)
+        if outcome.passed:
+            self._gauges[LAST_SUCCESS].labels(*base).set(outcome.finished)
+            streak.set(0)
+            self._gauges[FAILING_SINCE].remove(*base)
+        else:
+            streak.inc()
+            if _read(streak, CONSECUTIVE_FAILURES.name) == 1:
+                self._gauges[FAILING_SINCE].labels(*base).set(outcome.finished)
+        for phase, seconds in outcome.durations.items():
+            self._histograms[PHASE_DURATION].labels(storage_class, str(target.kind), phase.value).observe(
+                seconds
+            )
+        report = outcome.report
+        if report is None:
+            return
+        for op, stats in report.ops.items():
+            if stats.buckets:
+                self._io_latency.merge((storage_class, op), stats.buckets, stats.count, stats.total)
+        # Throughput describes one node's storage: only runs pinned to a node (per-node kinds) say it.
+        if outcome.passed and node:
+            for op in IO_OPS:
+                if op in report.throughput:
+                    self._gauges[IO_THROUGHPUT].labels(target.probe, storage_class, node, op).set(
+                        report.throughput[op]
+                    )
 
     def set_skipped(self, probe: str, node: str, reason: str | None) -> None:
-        with self._lock:
-            series = self._gauges[NODE_SKIPPED]
-            for labels in [k for k in series if k[:2] == (probe, node)]:
-                del series[labels]
-            if reason is not None:
-                series[(probe, node, reason)] = 1.0
+        wanted: dict[Labels, float] = {} if reason is None else {(probe, node, reason): 1.0}
+        self._replace(NODE_SKIPPED, wanted, probe=probe, node=node)
 
     def set_node_counts(self, probe: str, storage_class: str, counts: dict[str, int]) -> None:
-        with self._lock:
-            for state, value in counts.items():
-                self._gauges[NODES][(probe, storage_class, state)] = float(value)
+        for state, value in counts.items():
+            self._gauges[NODES].labels(probe, storage_class, state).set(value)
 
-    def set_in_flight(self, counts: dict[tuple[str, Kind], int]) -> None:
+    def set_in_flight(self, counts: Mapping[tuple[str, KindName], int]) -> None:
         """Replace every in-flight series: (probe, kind) pairs that no longer exist disappear."""
-        with self._lock:
-            self._gauges[IN_FLIGHT] = {(probe, kind.value): float(n) for (probe, kind), n in counts.items()}
+        self._replace(IN_FLIGHT, {(probe, str(kind)): float(n) for (probe, kind), n in counts.items()})
 
     def set_intervals(self, intervals: dict[str, tuple[str, float]]) -> None:
         """probe -> (storage class, interval); replaces every series."""
-        with self._lock:
-            self._gauges[INTERVAL] = {(probe, sc): seconds for probe, (sc, seconds) in intervals.items()}
+        self._replace(INTERVAL, {(probe, sc): seconds for probe, (sc, seconds) in intervals.items()})
 
     def api_request(self, verb: str, code: int) -> None:
-        with self._lock:
-            self._add(API_REQUESTS, (verb, str(code)))
+        self._counters[API_REQUESTS].labels(verb, str(code)).inc()
 
     def set_api_budget(self, throttled: int, waited: float) -> None:
-        """Mirror the budget's own counters (it keeps the totals; we only expose them)."""
-        with self._lock:
-            self._counters[API_THROTTLED][()] = float(throttled)
-            self._counters[BUDGET_WAIT][()] = waited
+        """Mirror the budget's own totals (it keeps them; we only expose them)."""
+        for spec, total in ((API_THROTTLED, float(throttled)), (BUDGET_WAIT, waited)):
+            counter = self._counters[spec]
+            counter.inc(max(0.0, total - _read(counter, spec.name)))
 
     def set_leader(self, leading: bool) -> None:
-        with self._lock:
-            self._gauges[LEADER][()] = 1.0 if leading else 0.0
+        self._gauges[LEADER].set(1 if leading else 0)
 
     # -- forgetting ----------------------------------------------------------------------------
 
     def forget(self, probe: str, node: str | None = None) -> None:
         """Drop every series of a probe (or of one node of it): deleted things stop existing."""
-
-        def matches(spec: MetricSpec, labels: Labels) -> bool:
-            if "probe" not in spec.labels:
-                return False
-            if labels[spec.labels.index("probe")] != probe:
-                return False
-            return node is None or ("node" in spec.labels and labels[spec.labels.index("node")] == node)
-
-        with self._lock:
-            for store in (self._counters, self._gauges):
-                for spec, series in store.items():
-                    for labels in [k for k in series if matches(spec, k)]:
-                        del series[labels]
+        match = {"probe": probe} if node is None else {"probe": probe, "node": node}
+        for spec, metric in self._labelled():
+            if set(match) <= set(spec.labels):
+                metric.remove_by_labels(match)
 
     def reset_probe_series(self) -> None:
-        """A replica that stops leading exports no probe results (the new leader does)."""
-        with self._lock:
-            for store in (self._counters, self._gauges):
-                for spec, series in store.items():
-                    if "probe" in spec.labels:
-                        series.clear()
-            for spec in (PHASE_DURATION, IO_LATENCY):
-                self._histograms[spec].clear()
+        """A replica that stops leading exports no probe results (the new leader does).
+
+        Probe results are the series labelled by probe or storage class; the process's own
+        metrics (API traffic, leadership, build) stay.
+        """
+        for spec, metric in self._labelled():
+            if {"probe", "storage_class"} & set(spec.labels):
+                metric.clear()
+        self._io_latency.clear()
 
     # -- reading -------------------------------------------------------------------------------
 
     def value(self, spec: MetricSpec, **labels: str) -> float | None:
-        """One series' current value (tests and `check` read the state through this)."""
-        key = tuple(labels.get(name, "") for name in spec.labels)
-        with self._lock:
-            store = self._counters if spec.type == "counter" else self._gauges
-            return store[spec].get(key)
+        """One counter's or gauge's current value, None if the series does not exist (for tests)."""
+        return self.registry.get_sample_value(spec.name, {name: labels.get(name, "") for name in spec.labels})
 
-    def collect(self) -> Iterator[Metric]:
-        with self._lock:
-            for spec in METRICS:
-                if spec is BUILD_INFO:
-                    family = GaugeMetricFamily(spec.name, spec.help, labels=spec.labels)
-                    family.add_metric([__version__], 1.0)
-                    yield family
-                elif spec.type == "counter":
-                    counter = CounterMetricFamily(
-                        spec.name.removesuffix("_total"), spec.help, labels=spec.labels
-                    )
-                    for labels, value in sorted(self._counters[spec].items()):
-                        counter.add_metric(list(labels), value)
-                    yield counter
-                elif spec.type == "gauge":
-                    gauge = GaugeMetricFamily(spec.name, spec.help, labels=spec.labels)
-                    for labels, value in sorted(self._gauges[spec].items()):
-                        gauge.add_metric(list(labels), value)
-                    yield gauge
-                else:
-                    histogram = HistogramMetricFamily(spec.name, spec.help, labels=spec.labels)
-                    for labels, hist in sorted(self._histograms[spec].items()):
-                        histogram.add_metric(list(labels), hist.buckets(), hist.total)
-                    yield histogram
+    def collect(self) -> Iterable[Metric]:
+        return self.registry.collect()
 
-    # -- helpers (lock held) -------------------------------------------------------------------
+    # -- helpers -------------------------------------------------------------------------------
 
-    def _add(self, spec: MetricSpec, labels: Labels, amount: float = 1.0) -> None:
-        series = self._counters[spec]
-        series[labels] = series.get(labels, 0.0) + amount
+    def _labelled(self) -> Iterator[tuple[MetricSpec, Instrument]]:
+        for store in (self._counters, self._gauges, self._histograms):
+            for spec, metric in store.items():
+                if spec.labels:
+                    yield spec, metric
 
-    def _histogram(self, spec: MetricSpec, labels: Labels) -> Histogram:
-        series = self._histograms[spec]
-        if labels not in series:
-            series[labels] = Histogram(spec.buckets)
-        return series[labels]
+    def _replace(self, spec: MetricSpec, wanted: dict[Labels, float], **scope: str) -> None:
+        """Make the gauge's series within `scope` exactly `wanted`.
 
-    def _observe(self, spec: MetricSpec, labels: Labels, value: float) -> None:
-        self._histogram(spec, labels).observe(value)
+        New values are set before stale series go, so a scrape in between never misses a series
+        that stays (a series missing from one scrape is marked stale by Prometheus).
+        """
+        gauge = self._gauges[spec]
+        for labels, value in wanted.items():
+            gauge.labels(*labels).set(value)
+        for exported, _ in list(_series(gauge, spec.name)):
+            labels = tuple(exported[name] for name in spec.labels)
+            if labels not in wanted and all(exported[key] == value for key, value in scope.items()):
+                gauge.remove(*labels)
