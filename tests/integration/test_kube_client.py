@@ -36,6 +36,7 @@ from volprobe.runtime.kube import (
     Backoff,
     ConflictError,
     ConnectionConfig,
+    ConnectionTransport,
     KubeClient,
     LeaderElector,
     NotFoundError,
@@ -329,7 +330,7 @@ async def test_reflector_relists_after_a_real_410(
 
     for i in range(4):
         await kube.create(path, item(f"cm-{i}", v="0"))
-    partition = Partition(httpx.AsyncHTTPTransport(verify=config.ssl_context or True))
+    partition = Partition(ConnectionTransport(config))
     events: list[Event] = []
     async with KubeClient(config, transport=partition, budget=fast_budget()) as cut_off:
         reflector = Reflector(

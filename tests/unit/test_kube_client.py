@@ -17,13 +17,14 @@ from volprobe.runtime.kube import (
     ApiError,
     ConflictError,
     ConnectionConfig,
+    Credential,
     GoneError,
     KubeClient,
     NotFoundError,
-    StaticToken,
+    StaticCredentials,
     parse_watch_stream,
 )
-from volprobe.runtime.kube.client import parse_retry_after
+from volprobe.runtime.kube.errors import parse_retry_after
 
 Handler = Callable[[httpx.Request], httpx.Response]
 
@@ -63,7 +64,9 @@ def make_client(
 
     clock = clock or FakeClock()
     budget = ApiBudget(budget_config, clock=clock, sleep=clock.sleep)
-    config = ConnectionConfig(server="https://k8s.test:6443", token=StaticToken("t0k"))
+    config = ConnectionConfig(
+        server="https://k8s.test:6443", credentials=StaticCredentials(Credential(token="t0k"))
+    )
     client = KubeClient(config, transport=httpx.MockTransport(recording), budget=budget, **kwargs)
     return client, seen
 
@@ -368,11 +371,13 @@ async def test_watch_http_410_raises_gone() -> None:
 def test_public_surface() -> None:
     assert sorted(volprobe.runtime.kube.__all__) == sorted(
         [
-            "PATCH_CONTENT_TYPES", "ApiError", "Backoff", "ConfigError", "ConflictError",
-            "ConnectionConfig", "FileToken", "GoneError", "KubeClient", "LeaderElector", "ListResult",
-            "NotFoundError", "PatchType", "Reflector", "ReflectorStats", "ResponseHook", "StaticToken",
-            "TokenSource", "build_ssl_context", "error_from_status", "load_config", "load_incluster",
-            "load_kubeconfig", "object_key", "parse_watch_stream",
+            "PATCH_CONTENT_TYPES", "ApiError", "AuthTransport", "Backoff", "BudgetTransport",
+            "ClientCertificate", "ConfigError", "ConflictError", "ConnectionConfig", "ConnectionTransport",
+            "Credential", "CredentialError", "Credentials", "ExecConfig", "ExecPlugin", "FileToken",
+            "GoneError", "KubeClient", "LeaderElector", "ListResult", "NotFoundError", "PatchType",
+            "Reflector", "ReflectorStats", "ResponseHook", "StaticCredentials", "TlsConfig",
+            "build_transport", "error_from_status", "load_config", "load_incluster", "load_kubeconfig",
+            "object_key", "parse_watch_stream",
         ]
     )  # fmt: skip
     for name in volprobe.runtime.kube.__all__:

@@ -18,6 +18,9 @@ The math is pure and takes ``now`` explicitly, so tests can check it without sle
 wraps it in a small async façade (`ApiBudget.acquire`) driven by an injectable clock and sleep.
 Token buckets reserve: a caller takes its token at once (the bucket may go into debt) and sleeps
 until the debt is paid, which serves waiters in arrival order without a queue.
+
+The budget knows nothing about HTTP: `volprobe.runtime.kube.transport.BudgetTransport` applies it to
+every request of any httpx client built on that transport, and reports throttling back to it.
 """
 
 from __future__ import annotations
@@ -29,8 +32,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
-Kind = Literal["request", "pod_create"]
-KINDS: tuple[Kind, ...] = ("request", "pod_create")
+Bucket = Literal["request", "pod_create"]
+BUCKETS: tuple[Bucket, ...] = ("request", "pod_create")
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
@@ -104,7 +107,7 @@ class TokenBucket:
 class BudgetStats:
     """Counters for metrics; they only ever grow."""
 
-    granted: dict[str, int] = field(default_factory=lambda: dict.fromkeys(KINDS, 0))
+    granted: dict[str, int] = field(default_factory=lambda: dict.fromkeys(BUCKETS, 0))
     throttle_events: int = 0
     decreases: int = 0
     seconds_waited: float = 0.0
@@ -135,7 +138,7 @@ class ApiBudget:
         self.paused_until = now
         self._last_change = now
         self._last_decrease = -math.inf
-        self._buckets: dict[Kind, TokenBucket] = {
+        self._buckets: dict[Bucket, TokenBucket] = {
             "request": TokenBucket.full(self.config.request_rate, self.config.request_burst, now),
             "pod_create": TokenBucket.full(self.config.pod_create_rate, self.config.pod_create_burst, now),
         }
@@ -143,14 +146,14 @@ class ApiBudget:
 
     # -- pure math: every method takes `now` ---------------------------------------------------
 
-    def _configured(self, kind: Kind) -> tuple[float, float]:
-        if kind == "request":
+    def _configured(self, bucket: Bucket) -> tuple[float, float]:
+        if bucket == "request":
             return self.config.request_rate, self.config.request_burst
         return self.config.pod_create_rate, self.config.pod_create_burst
 
     def _apply_factor(self, now: float) -> None:
-        for kind, bucket in self._buckets.items():
-            rate, burst = self._configured(kind)
+        for name, bucket in self._buckets.items():
+            rate, burst = self._configured(name)
             bucket.rescale(rate * self.factor, max(1.0, burst * self.factor), now)
 
     def recover(self, now: float) -> None:
@@ -180,40 +183,40 @@ class ApiBudget:
         self.factor = max(self.config.floor, self.factor * self.config.decrease_factor)
         self._apply_factor(now)
 
-    def effective_rate(self, kind: Kind, now: float) -> float:
+    def effective_rate(self, bucket: Bucket, now: float) -> float:
         self.recover(now)
-        return self._buckets[kind].rate
+        return self._buckets[bucket].rate
 
     def pause_remaining(self, now: float) -> float:
         return max(0.0, self.paused_until - now)
 
-    def reserve(self, kind: Kind, now: float) -> float:
-        """Take a token of `kind`; return the seconds to wait before the request may be sent."""
+    def reserve(self, bucket: Bucket, now: float) -> float:
+        """Take a token from `bucket`; return the seconds to wait before the request may be sent."""
         self.recover(now)
-        self.stats.granted[kind] += 1
-        return max(self.pause_remaining(now), self._buckets[kind].reserve(now))
+        self.stats.granted[bucket] += 1
+        return max(self.pause_remaining(now), self._buckets[bucket].reserve(now))
 
-    def cancel(self, kind: Kind, now: float) -> None:
+    def cancel(self, bucket: Bucket, now: float) -> None:
         """Undo a reservation whose caller gave up before using it."""
-        self.stats.granted[kind] -= 1
-        self._buckets[kind].give_back(now)
+        self.stats.granted[bucket] -= 1
+        self._buckets[bucket].give_back(now)
 
     # -- async façade --------------------------------------------------------------------------
 
-    async def acquire(self, kind: Kind = "request") -> None:
-        """Wait until a request of `kind` may be sent.
+    async def acquire(self, bucket: Bucket = "request") -> None:
+        """Wait until a request budgeted against `bucket` may be sent.
 
         The token is reserved first; a throttle that arrives while we sleep extends the wait to
         the new Retry-After instant, so no request leaves during a pause.
         """
         started = self._clock()
-        delay = self.reserve(kind, started)
+        delay = self.reserve(bucket, started)
         try:
             while delay > 0:
                 await self._sleep(delay)
                 delay = self.pause_remaining(self._clock())
         except asyncio.CancelledError:
-            self.cancel(kind, self._clock())
+            self.cancel(bucket, self._clock())
             raise
         finally:
             self.stats.seconds_waited += self._clock() - started

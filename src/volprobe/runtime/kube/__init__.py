@@ -1,44 +1,69 @@
 """volprobe's Kubernetes API layer: a small asyncio client on httpx, a list+watch cache and Lease
 leader election. Raw JSON dicts throughout; no generated models.
 
-This module is the public front: import from ``volprobe.kube``, not from its submodules, whose
-private details may change. Every request goes through one `volprobe.budget.ApiBudget`.
+This module is the public front: import from ``volprobe.runtime.kube``, not from its submodules,
+whose private details may change. Every request goes through one `volprobe.runtime.budget.ApiBudget`
+(`BudgetTransport`) and the credentials of its `ConnectionConfig` (`AuthTransport`).
 """
 
 from volprobe.runtime.kube.client import (
     PATCH_CONTENT_TYPES,
-    ApiError,
-    ConflictError,
-    GoneError,
     KubeClient,
     ListResult,
-    NotFoundError,
     PatchType,
-    ResponseHook,
-    error_from_status,
     parse_watch_stream,
 )
 from volprobe.runtime.kube.config import (
-    ConfigError,
     ConnectionConfig,
-    FileToken,
-    StaticToken,
-    TokenSource,
-    build_ssl_context,
+    TlsConfig,
     load_config,
     load_incluster,
     load_kubeconfig,
 )
+from volprobe.runtime.kube.credentials import (
+    ClientCertificate,
+    ConfigError,
+    Credential,
+    CredentialError,
+    Credentials,
+    ExecConfig,
+    ExecPlugin,
+    FileToken,
+    StaticCredentials,
+)
+from volprobe.runtime.kube.errors import (
+    ApiError,
+    ConflictError,
+    GoneError,
+    NotFoundError,
+    error_from_status,
+)
 from volprobe.runtime.kube.leader import LeaderElector
 from volprobe.runtime.kube.reflector import Backoff, Reflector, ReflectorStats, object_key
+from volprobe.runtime.kube.transport import (
+    AuthTransport,
+    BudgetTransport,
+    ConnectionTransport,
+    ResponseHook,
+    build_transport,
+)
 
 __all__ = [
     "PATCH_CONTENT_TYPES",
     "ApiError",
+    "AuthTransport",
     "Backoff",
+    "BudgetTransport",
+    "ClientCertificate",
     "ConfigError",
     "ConflictError",
     "ConnectionConfig",
+    "ConnectionTransport",
+    "Credential",
+    "CredentialError",
+    "Credentials",
+    "ExecConfig",
+    "ExecPlugin",
     "FileToken",
     "GoneError",
     "KubeClient",
@@ -49,9 +74,9 @@ __all__ = [
     "Reflector",
     "ReflectorStats",
     "ResponseHook",
-    "StaticToken",
-    "TokenSource",
-    "build_ssl_context",
+    "StaticCredentials",
+    "TlsConfig",
+    "build_transport",
     "error_from_status",
     "load_config",
     "load_incluster",

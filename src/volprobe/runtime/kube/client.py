@@ -6,16 +6,15 @@ also puts every request behind one `ApiBudget`, which is the point of the projec
 
 Design notes:
 
-* The transport is the seam for tests (``httpx.MockTransport``): nothing here needs a network.
-* Every attempt first takes a ``request`` token from the budget; a pod creation (POST to a ``pods``
-  collection) also takes one ``pod_create`` token per call.
-* 429 (max-in-flight or API Priority and Fairness) and 503 with ``Retry-After`` mean the server did
-  not process the request, so every verb is retried, a bounded number of times; the throttle is
-  reported to the budget, which halves the rates and pauses *all* requests until ``Retry-After``.
+* Requests go through the transports of `volprobe.runtime.kube.transport`: credentials (and a retry
+  after a 401 when they can be renewed), then the API budget (a token per attempt, retries of what
+  the server throttled), then the network. The ``transport`` argument replaces only the network,
+  so tests with ``httpx.MockTransport`` exercise the other two.
 * Errors are `ApiError` built from the server's ``Status``; 404, 409 and 410 have subclasses so
   callers can catch exactly the case they handle.
-* Transport failures surface as ``httpx.TransportError`` (timeouts included): callers that loop,
-  like the reflector, decide how to back off.
+* Transport failures surface as ``httpx.TransportError`` (timeouts included, and
+  `CredentialError` when an exec plugin fails): callers that loop, like the reflector, decide how
+  to back off.
 * ``timeout=`` arguments are the HTTP timeout of each attempt, not a deadline for the call: a call
   may also wait for the budget and retry after throttling. Wrap it in ``asyncio.timeout`` for that.
 * ``on_response(verb, code, seconds)`` is called once per attempt (code 0 when no response came);
@@ -24,14 +23,11 @@ Design notes:
 
 from __future__ import annotations
 
-import email.utils
 import json
 import logging
-import time
-from collections.abc import AsyncGenerator, AsyncIterable, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterable, Mapping
 from contextlib import aclosing
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Literal
 
@@ -40,6 +36,8 @@ import httpx
 from volprobe import __version__
 from volprobe.runtime.budget import ApiBudget
 from volprobe.runtime.kube.config import ConnectionConfig
+from volprobe.runtime.kube.errors import error_from_response
+from volprobe.runtime.kube.transport import VERB, ResponseHook, build_transport
 
 logger = logging.getLogger(__name__)
 
@@ -50,118 +48,8 @@ PATCH_CONTENT_TYPES: dict[str, str] = {
     "strategic": "application/strategic-merge-patch+json",
     "apply": "application/apply-patch+yaml",
 }
-ResponseHook = Callable[[str, int, float], None]
 DEFAULT_USER_AGENT = f"volprobe/{__version__}"
 Params = Mapping[str, str | int | bool | None]
-
-
-class ApiError(Exception):
-    """The API server answered with an error ``Status``."""
-
-    def __init__(
-        self,
-        status: int,
-        reason: str,
-        message: str,
-        body: Any = None,
-        retry_after: float | None = None,
-    ) -> None:
-        super().__init__(f"{status} {reason}: {message}")
-        self.status = status
-        self.reason = reason
-        self.message = message
-        self.body = body
-        self.retry_after = retry_after
-
-    @property
-    def not_found(self) -> bool:
-        return self.status == 404
-
-    @property
-    def conflict(self) -> bool:
-        """409: a stale resourceVersion, a failed precondition, or the name is taken."""
-        return self.status == 409
-
-    @property
-    def already_exists(self) -> bool:
-        return self.status == 409 and self.reason == "AlreadyExists"
-
-    @property
-    def gone(self) -> bool:
-        """410: the resourceVersion (or continue token) is older than the server keeps."""
-        return self.status == 410
-
-    @property
-    def throttled(self) -> bool:
-        """The server refused to process the request now and wants it retried later."""
-        return self.status == 429 or (self.status == 503 and self.retry_after is not None)
-
-
-class NotFoundError(ApiError):
-    """404."""
-
-
-class ConflictError(ApiError):
-    """409."""
-
-
-class GoneError(ApiError):
-    """410."""
-
-
-_ERROR_CLASSES: dict[int, type[ApiError]] = {404: NotFoundError, 409: ConflictError, 410: GoneError}
-
-
-def error_from_status(status: Mapping[str, Any], *, code: int | None = None) -> ApiError:
-    """Build the right `ApiError` subclass from a ``Status`` object (a response or a watch ERROR)."""
-    number = int(status.get("code") or code or 0)
-    details = status.get("details")
-    retry_after = None
-    if isinstance(details, Mapping) and details.get("retryAfterSeconds") is not None:
-        retry_after = float(details["retryAfterSeconds"])
-    return _ERROR_CLASSES.get(number, ApiError)(
-        number,
-        str(status.get("reason") or ""),
-        str(status.get("message") or ""),
-        body=dict(status),
-        retry_after=retry_after,
-    )
-
-
-def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
-    """``Retry-After`` as seconds: either delta-seconds or an HTTP date."""
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
-
-
-def _error_from_response(response: httpx.Response) -> ApiError:
-    header_retry = parse_retry_after(response.headers.get("Retry-After"))
-    try:
-        decoded = response.json()
-    except ValueError:
-        decoded = None
-    if isinstance(decoded, dict) and decoded.get("kind") == "Status":
-        error = error_from_status(decoded, code=response.status_code)
-        error.status = response.status_code
-        if header_retry is not None:
-            error.retry_after = header_retry
-        return error
-    return _ERROR_CLASSES.get(response.status_code, ApiError)(
-        response.status_code,
-        response.reason_phrase,
-        response.text[:1000],
-        body=decoded if decoded is not None else response.text,
-        retry_after=header_retry,
-    )
 
 
 async def parse_watch_stream(chunks: AsyncIterable[bytes]) -> AsyncGenerator[dict[str, Any], None]:
@@ -230,15 +118,18 @@ class KubeClient:
     ) -> None:
         self.config = config
         self.budget = budget or ApiBudget()
-        self._on_response = on_response
         self._timeout = timeout
-        self._max_attempts = max(1, max_attempts)
         self._http = httpx.AsyncClient(
             base_url=config.server,
-            transport=transport,
-            verify=config.ssl_context or True,
+            transport=build_transport(
+                config,
+                self.budget,
+                connection=transport,
+                max_attempts=max_attempts,
+                on_response=on_response,
+                max_connections=max_connections,
+            ),
             timeout=timeout,
-            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=20),
             headers={"User-Agent": user_agent, "Accept": "application/json"},
         )
 
@@ -258,14 +149,6 @@ class KubeClient:
 
     # -- the one place that talks HTTP ---------------------------------------------------------
 
-    def _report(self, verb: str, code: int, started: float) -> None:
-        if self._on_response is None:
-            return
-        try:
-            self._on_response(verb, code, time.monotonic() - started)
-        except Exception:
-            logger.exception("on_response hook failed")
-
     async def _send(
         self,
         verb: str,
@@ -278,51 +161,27 @@ class KubeClient:
         timeout: float | httpx.Timeout | None = None,  # noqa: ASYNC109 - per attempt, see module doc
         stream: bool = False,
     ) -> httpx.Response:
-        headers = self.config.auth_headers()
+        headers = {}
         content = None
         if body is not None:
             content = json.dumps(body, separators=(",", ":")).encode()
             headers["Content-Type"] = content_type or "application/json"
         query = {key: value for key, value in (params or {}).items() if value is not None}
-        if method == "POST" and path.rstrip("/").endswith("/pods"):
-            await self.budget.acquire("pod_create")
-        for attempt in range(1, self._max_attempts + 1):
-            await self.budget.acquire("request")
-            request = self._http.build_request(
-                method,
-                path,
-                params=query,
-                content=content,
-                headers=headers,
-                timeout=self._timeout if timeout is None else timeout,
-            )
-            started = time.monotonic()
-            try:
-                response = await self._http.send(request, stream=True)
-                if not stream or response.is_error:
-                    await response.aread()
-            except httpx.TransportError:
-                self._report(verb, 0, started)
-                raise
-            self._report(verb, response.status_code, started)
-            if not response.is_error:
-                return response
-            error = _error_from_response(response)
-            if not error.throttled:
-                raise error
-            self.budget.throttled(error.retry_after)
-            if attempt == self._max_attempts:
-                raise error
-            logger.info(
-                "%s %s throttled (%s, retry after %s s), attempt %d of %d",
-                method,
-                path,
-                error.status,
-                error.retry_after,
-                attempt,
-                self._max_attempts,
-            )
-        raise AssertionError("unreachable: the last attempt returns or raises")
+        request = self._http.build_request(
+            method,
+            path,
+            params=query,
+            content=content,
+            headers=headers,
+            timeout=self._timeout if timeout is None else timeout,
+            extensions={VERB: verb},
+        )
+        response = await self._http.send(request, stream=True)
+        if not stream or response.is_error:
+            await response.aread()
+        if response.is_error:
+            raise error_from_response(response)
+        return response
 
     @staticmethod
     def _decode(response: httpx.Response) -> Any:

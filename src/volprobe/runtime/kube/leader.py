@@ -33,7 +33,8 @@ from typing import Any
 
 import httpx
 
-from volprobe.runtime.kube.client import ApiError, KubeClient, NotFoundError
+from volprobe.runtime.kube.client import KubeClient
+from volprobe.runtime.kube.errors import ApiError, NotFoundError
 
 logger = logging.getLogger(__name__)
 

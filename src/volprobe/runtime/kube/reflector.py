@@ -39,7 +39,8 @@ from typing import Any, Generic, TypeVar, overload
 
 import httpx
 
-from volprobe.runtime.kube.client import ApiError, GoneError, KubeClient, error_from_status
+from volprobe.runtime.kube.client import KubeClient
+from volprobe.runtime.kube.errors import ApiError, GoneError, error_from_status
 
 logger = logging.getLogger(__name__)
 
