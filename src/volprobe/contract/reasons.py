@@ -1,6 +1,7 @@
-"""The fixed vocabulary of probe outcomes: kinds, results, phases, failure and skip reasons.
+"""The fixed vocabulary of probe outcomes: results, phases, failure and skip reasons.
 
-Every label value volprobe exports comes from here, never from an error string: a bounded set
+Every label value volprobe exports comes from here (and the `kind` label from the kind modules in
+`volprobe.kinds`), never from an error string: a bounded set
 keeps Prometheus series bounded, lets alert rules match exact values, and lets the docs list
 every value an operator can see. The agent imports this module too, so it stays standard-library
 only. `docs/reasons.md` is generated from the descriptions below (a test keeps them in step).
@@ -10,15 +11,6 @@ from __future__ import annotations
 
 from enum import StrEnum
 from functools import cache
-
-
-class Kind(StrEnum):
-    """What a run exercises."""
-
-    PROVISION = "provision"
-    """A new volume of the class, created, mounted, written and deleted, on any selected node."""
-    MOUNT = "mount"
-    """The node's long-lived volume, mounted by a fresh pod on that node, verified and rewritten."""
 
 
 class Result(StrEnum):
@@ -76,7 +68,7 @@ class Phase(StrEnum):
     DELETE = "delete"
     """Object store: deleting the new object, then checking that it is gone."""
     SWEEP = "sweep"
-    """Object store: deleting objects and multipart uploads that earlier runs left behind."""
+    """Object store: upkeep after the checks: earlier runs' leftovers deleted, canary and seeds written."""
 
 
 class Reason(StrEnum):
@@ -139,7 +131,7 @@ class Reason(StrEnum):
     NOT_VISIBLE = "not_visible"
     """Object store: an acknowledged object did not show up in a LIST before the deadline."""
     SLOW_DOWN = "slow_down"
-    """Object store: the server throttled the request (SlowDown, 503 or 429)."""
+    """Object store: the server throttled the request (SlowDown, 429, or 503 without an error code)."""
     SERVER_ERROR = "server_error"
     """Object store: the server failed the request (5xx, e.g. InternalError, ServiceUnavailable)."""
     CLOCK_SKEW = "clock_skew"
