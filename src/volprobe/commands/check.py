@@ -39,7 +39,7 @@ from volprobe.model.spec import ProbeSpec, Timeouts, parse
 from volprobe.runtime.budget import ApiBudget, BudgetConfig
 from volprobe.runtime.caches import PROBES_PATH, Caches
 from volprobe.runtime.engine import Engine, RunRequest
-from volprobe.runtime.kube import ApiError, KubeClient, load_config
+from volprobe.runtime.kube import ApiError, ConfigError, KubeClient, load_config
 
 OUTPUT_VERSION = 1
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOTHING, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
@@ -373,6 +373,9 @@ def main(argv: Sequence[str]) -> int:
         print("interrupted; everything the check created was deleted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except CheckError as error:
+        print(f"volprobe check: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except ConfigError as error:  # a kubeconfig we cannot use, or its exec credential plugin failed
         print(f"volprobe check: {error}", file=sys.stderr)
         return EXIT_USAGE
     except (ApiError, OSError, httpx.TransportError) as error:

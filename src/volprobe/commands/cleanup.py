@@ -18,7 +18,7 @@ import httpx
 
 from volprobe import __version__
 from volprobe.model.manifests import SELECTOR
-from volprobe.runtime.kube import ApiError, KubeClient, load_config
+from volprobe.runtime.kube import ApiError, ConfigError, KubeClient, load_config
 
 
 async def delete_owned(
@@ -68,7 +68,7 @@ def main(argv: Sequence[str]) -> int:
 
     try:
         left = asyncio.run(run())
-    except (ApiError, OSError, httpx.TransportError) as error:
+    except (ApiError, ConfigError, OSError, httpx.TransportError) as error:
         print(f"volprobe cleanup: {error}", file=sys.stderr)
         return 1
     if left:

@@ -10,6 +10,7 @@ import os
 import shlex
 import signal
 import socket
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from volprobe import __version__
 from volprobe.model.manifests import AgentImage
 from volprobe.runtime.budget import ApiBudget, BudgetConfig
 from volprobe.runtime.controller import Controller, ControllerConfig, Health
-from volprobe.runtime.kube import KubeClient, load_config
+from volprobe.runtime.kube import ConfigError, KubeClient, load_config
 from volprobe.runtime.metrics import ProbeMetrics
 from volprobe.runtime.server import make_registry, serve
 
@@ -36,7 +37,7 @@ def parser() -> argparse.ArgumentParser:
     env = os.environ.get
     p = argparse.ArgumentParser(prog="volprobe controller", description="Run the volprobe controller.")
     p.add_argument(
-        "--kubeconfig", type=Path, help="kubeconfig to use (default: in-cluster, then $KUBECONFIG)"
+        "--kubeconfig", type=Path, help="kubeconfig to use (default: $KUBECONFIG, in-cluster, ~/.kube/config)"
     )
     p.add_argument(
         "--namespace",
@@ -126,5 +127,9 @@ def main(argv: Sequence[str]) -> int:
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    asyncio.run(run(args))
+    try:
+        asyncio.run(run(args))
+    except ConfigError as error:  # a kubeconfig we cannot use; a failing plugin later is retried
+        print(f"volprobe controller: {error}", file=sys.stderr)
+        return 2
     return 0
