@@ -401,9 +401,12 @@ class Runner:
             async with limit:
                 await self.client.put_object(bucket, key, b"")
 
-        async with asyncio.TaskGroup() as group:
-            for key in missing:
-                group.create_task(put(key))
+        try:
+            async with asyncio.TaskGroup() as group:
+                for key in missing:
+                    group.create_task(put(key))
+        except ExceptionGroup as errors:
+            raise errors.exceptions[0] from None  # the first refusal names the reason for all
 
     # -- the whole run -------------------------------------------------------------------------------
 
