@@ -130,6 +130,20 @@ def test_rbac_is_least_privilege(helm: Helm) -> None:
     assert ("storageprobes/status", "patch") in writable
 
 
+def test_secrets_are_readable_only_in_the_release_namespace(helm: Helm) -> None:
+    """ObjectStoreProbes name a Secret; the controller may read Secrets of its own namespace only."""
+    documents = render(helm)
+    granting = [
+        (d["kind"], d["metadata"].get("namespace"), rule["verbs"])
+        for d in documents
+        if d["kind"] in ("ClusterRole", "Role")
+        for rule in d.get("rules", [])
+        if "secrets" in rule["resources"]
+    ]
+    release_namespace = next(d for d in documents if d["kind"] == "Deployment")["metadata"]["namespace"]
+    assert granting == [("Role", release_namespace, ["get"])]
+
+
 def test_installed_chart_probes_standard_and_broken(
     cluster: Cluster, installed: str, prometheus: Prometheus
 ) -> None:

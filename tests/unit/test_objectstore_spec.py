@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,9 +21,11 @@ from volprobe.model.objectstore import (
     DEFAULT_SECRET_KEYS,
     DEFAULT_TIMEOUTS,
     Checks,
+    CredentialsError,
     ObjectStoreSpec,
     SecretRef,
     TLSSettings,
+    credentials_from_secret,
     parse,
 )
 from volprobe.model.spec import SpecError
@@ -136,3 +139,39 @@ def test_every_field_is_read() -> None:
 def test_objects_that_bypassed_the_schema_are_refused(spec: dict[str, Any], message: str) -> None:
     with pytest.raises(SpecError, match=re.escape(message)):
         parse(probe(**spec))
+
+
+def secret(**data: str) -> dict[str, Any]:
+    return {"data": {key: base64.b64encode(value.encode()).decode() for key, value in data.items()}}
+
+
+def test_credentials_come_from_the_named_keys() -> None:
+    ref = SecretRef("keys", "id", "secret", "token")
+    assert credentials_from_secret(secret(id="AKID", secret="s3cr3t\n", token="t"), ref) == (
+        "AKID",
+        "s3cr3t",
+        "t",
+    )
+    assert credentials_from_secret(
+        secret(AWS_ACCESS_KEY_ID="a", AWS_SECRET_ACCESS_KEY="b"), SecretRef("keys")
+    ) == ("a", "b", "")
+
+
+@pytest.mark.parametrize(
+    ("obj", "message"),
+    [
+        (None, "Secret keys not found in the controller's namespace"),
+        (secret(AWS_ACCESS_KEY_ID="a"), "has no (or an empty) AWS_SECRET_ACCESS_KEY"),
+        (
+            secret(AWS_ACCESS_KEY_ID="a", AWS_SECRET_ACCESS_KEY=""),
+            "has no (or an empty) AWS_SECRET_ACCESS_KEY",
+        ),
+        ({"data": {"AWS_ACCESS_KEY_ID": "YQ==", "AWS_SECRET_ACCESS_KEY": "not base64!"}}, "is not base64"),
+    ],
+)
+def test_a_missing_or_broken_secret_is_named_without_its_values(
+    obj: dict[str, Any] | None, message: str
+) -> None:
+    with pytest.raises(CredentialsError, match=re.escape(message)) as raised:
+        credentials_from_secret(obj, SecretRef("keys"))
+    assert "not base64!" not in str(raised.value)

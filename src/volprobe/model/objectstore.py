@@ -11,6 +11,7 @@ find (and delete) what earlier runs left, and deleting the probe can delete all 
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -196,3 +197,27 @@ def parse(obj: Mapping[str, Any]) -> ObjectStoreSpec:
     if parsed.run_timeout < parsed.operation_timeout:
         raise SpecError("spec.timeouts.runSeconds must be at least operationSeconds")
     return parsed
+
+
+class CredentialsError(ValueError):
+    """The Secret does not hold the key pair the probe names (the message never quotes a value)."""
+
+
+def credentials_from_secret(secret: Mapping[str, Any] | None, ref: SecretRef) -> tuple[str, str, str]:
+    """(access key id, secret access key, session token) from a Secret object as the API returns it."""
+    if secret is None:
+        raise CredentialsError(f"Secret {ref.name} not found in the controller's namespace")
+    data = secret.get("data") or {}
+    wanted = [ref.access_key_id_key, ref.secret_access_key_key]
+    if ref.session_token_key:
+        wanted.append(ref.session_token_key)
+    missing = [key for key in wanted if not data.get(key)]
+    if missing:
+        raise CredentialsError(f"Secret {ref.name} has no (or an empty) {', '.join(missing)}")
+    values = []
+    for key in wanted:
+        try:
+            values.append(base64.b64decode(data[key], validate=True).decode().strip())
+        except (ValueError, UnicodeDecodeError):
+            raise CredentialsError(f"Secret {ref.name}: {key} is not base64-encoded UTF-8") from None
+    return values[0], values[1], values[2] if len(values) > 2 else ""
