@@ -21,10 +21,11 @@ from volprobe.model.objectstore import Checks, ObjectStoreSpec, SecretRef
 from volprobe.model.objectstore_checks import (
     OPERATIONS,
     CanaryRecord,
+    ObjectStoreRun,
     OperationResult,
     writes_fail_reads_pass,
 )
-from volprobe.runtime.s3.check import ObjectStoreRun, run_once
+from volprobe.runtime.s3.check import run_once
 from volprobe.runtime.s3.sigv4 import Credentials
 
 SPEC = ObjectStoreSpec(

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from volprobe.contract.reasons import INTEGRITY_REASONS, Phase, Reason, Result
 
@@ -161,6 +161,26 @@ def writes_fail_reads_pass(results: Sequence[OperationResult]) -> bool:
     reads = [r for r in results if r.operation in READ_OPERATIONS and r.result is not None]
     writes = [r for r in results if r.operation in WRITE_OPERATIONS]
     return bool(reads) and all(r.passed for r in reads) and any(r.failed for r in writes)
+
+
+@dataclass(frozen=True)
+class ObjectStoreRun:
+    """What one run found, beyond its verdict: everything metrics and status show."""
+
+    run: str
+    started: float
+    finished: float
+    operations: tuple[OperationResult, ...]
+    verdict: Verdict
+    canary: CanaryRecord | None
+    """The canary record after this run (a new one if this run wrote it)."""
+    certificate_not_after: float | None = None
+    leftovers: dict[str, int] = field(default_factory=dict)
+    """Leftovers of earlier runs removed by this run's sweep: objects and multipart uploads."""
+    visibility_seconds: float | None = None
+    """How long the new key took to show up in a LIST."""
+    seeded_keys: int = 0
+    """Keys found under the seeded prefix (before this run topped it up)."""
 
 
 # -- verifying what was read back ---------------------------------------------------------------------

@@ -17,7 +17,6 @@ import os
 import ssl
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import TypeVar
 
 import httpx
@@ -27,8 +26,8 @@ from volprobe.model.objectstore import ObjectStoreSpec, TLSSettings
 from volprobe.model.objectstore_checks import (
     CANARY_SHA_METADATA,
     CanaryRecord,
+    ObjectStoreRun,
     OperationResult,
-    Verdict,
     failed,
     judge,
     judge_canary,
@@ -95,26 +94,6 @@ def transport_reason(error: BaseException) -> Reason:
     if isinstance(error, httpx.TransportError | OSError):
         return Reason.CONNECTION_FAILED
     return Reason.UNEXPECTED_RESPONSE
-
-
-@dataclass(frozen=True)
-class ObjectStoreRun:
-    """What one run found, beyond its verdict: everything metrics and status show."""
-
-    run: str
-    started: float
-    finished: float
-    operations: tuple[OperationResult, ...]
-    verdict: Verdict
-    canary: CanaryRecord | None
-    """The canary record after this run (a new one if this run wrote it)."""
-    certificate_not_after: float | None = None
-    leftovers: dict[str, int] = field(default_factory=dict)
-    """Leftovers of earlier runs removed by this run's sweep: objects and multipart uploads."""
-    visibility_seconds: float | None = None
-    """How long the new key took to show up in a LIST."""
-    seeded_keys: int = 0
-    """Keys found under the seeded prefix (before this run topped it up)."""
 
 
 class Runner:
