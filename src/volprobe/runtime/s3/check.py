@@ -125,7 +125,8 @@ class Runner:
         self.seeded = 0
         self.leftovers = {"objects": 0, "uploads": 0}
         self.new_canary: CanaryRecord | None = canary
-        self.operation_deadline = 0.0
+        self.deadlines: dict[Phase, float] = {}
+        """When each operation started must end (the tracks run side by side: one per operation)."""
 
     # -- one operation -------------------------------------------------------------------------------
 
@@ -136,7 +137,7 @@ class Runner:
             self.results[operation] = not_run(operation, "the run's deadline passed first")
             return None
         started = self.monotonic()
-        self.operation_deadline = started + budget
+        self.deadlines[operation] = started + budget
         reason: Reason | None = None
         message = ""
         value: T | None = None
@@ -283,7 +284,7 @@ class Runner:
             if key in page.keys:
                 self.visibility = self.monotonic() - started
                 return
-            if self.monotonic() + 2 * LIST_POLL_SECONDS >= self.operation_deadline:
+            if self.monotonic() + 2 * LIST_POLL_SECONDS >= self.deadlines[Phase.LIST]:
                 waited = self.monotonic() - started
                 raise Mismatch(Reason.NOT_VISIBLE, f"LIST: {key} not listed after {waited:.1f}s")
             await asyncio.sleep(LIST_POLL_SECONDS)
