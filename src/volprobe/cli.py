@@ -16,6 +16,8 @@ commands:
   probe       run the IO check inside a probe pod (the agent)
   controller  run the controller (watches StorageProbes, runs probes, serves /metrics)
   check       run every probe once against the current cluster and report
+  check-objectstore
+              run an ObjectStoreProbe's checks once from here and report
   cleanup     delete every probe pod and claim in a namespace (run before uninstalling)
   version     print the version
 """
@@ -39,6 +41,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from volprobe.commands.check import main as check_main
 
         return check_main(rest)
+    if command == "check-objectstore":
+        from volprobe.commands.check_objectstore import main as check_objectstore_main
+
+        return check_objectstore_main(rest)
     if command == "cleanup":
         from volprobe.commands.cleanup import main as cleanup_main
 

@@ -25,7 +25,7 @@ from volprobe.model.objectstore_checks import (
     OperationResult,
     writes_fail_reads_pass,
 )
-from volprobe.runtime.s3.check import run_once
+from volprobe.runtime.s3.check import client_for, purge, run_once
 from volprobe.runtime.s3.sigv4 import Credentials
 
 SPEC = ObjectStoreSpec(
@@ -270,3 +270,17 @@ async def test_operations_left_when_the_run_deadline_passes_are_not_run() -> Non
     result = await run(s3, spec=spec)
     assert by_op(result)[Phase.HEAD].reason is Reason.TIMEOUT
     assert by_op(result)[Phase.GET].result is None
+
+
+async def test_purge_removes_everything_under_the_probes_prefix_only() -> None:
+    s3 = FakeS3()
+    first = await run(s3)
+    s3.faults = {"DeleteObject": (500, "InternalError"), "AbortMultipartUpload": (500, "InternalError")}
+    await run(s3, first.canary)
+    s3.faults = {}
+    s3.objects[("bucket", "someone-else/object")] = s3.objects[("bucket", "volprobe/unit/canary")]
+    async with client_for(SPEC, KEYS, transport=s3.transport()) as client:
+        removed = await purge(client, SPEC)
+    assert removed == 1 + 5 + 1 + 1  # canary, seeds, the object and the upload the broken run left
+    assert list(s3.objects) == [("bucket", "someone-else/object")]
+    assert s3.uploads == {}

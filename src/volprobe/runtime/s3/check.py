@@ -437,3 +437,23 @@ async def run_once(
         return ObjectStoreRun(run_id(now), now, now, results, judge(results), canary)
     async with client:
         return await Runner(client, spec, run_id(clock()), canary, clock=clock).execute()
+
+
+async def purge(client: S3Client, spec: ObjectStoreSpec) -> int:
+    """Delete every object and multipart upload under the probe's prefix; returns how many.
+
+    What a deleted probe (or a finished `volprobe check-objectstore`) leaves behind: the canary,
+    the seeded keys, and whatever an interrupted run left.
+    """
+    base = spec.layout.base
+    removed = 0
+    for upload in await client.list_multipart_uploads(spec.bucket, base):
+        await client.abort_multipart_upload(spec.bucket, upload.key, upload.upload_id)
+        removed += 1
+    while True:
+        page = await client.list_objects(spec.bucket, base)
+        for key in page.keys:
+            await client.delete_object(spec.bucket, key)
+        removed += len(page.keys)
+        if not page.truncated or not page.keys:
+            return removed
