@@ -16,7 +16,7 @@ help:
 	@echo "make cluster       start the local cluster (KWOK_NODES=$(KWOK_NODES)); kubeconfig: .cluster/kubeconfig"
 	@echo "make cluster-down  stop it and remove everything it made"
 	@echo "make image         build volprobe's image (Containerfile) and import it into the cluster"
-	@echo "make lint          ruff + mypy"
+	@echo "make lint          ruff + mypy + the package layers (import-linter)"
 	@echo "make unit          fast unit tests only"
 
 deps:
@@ -46,6 +46,7 @@ lint: venv
 	@$(VENV)/bin/ruff check src tests hack bench
 	@$(VENV)/bin/ruff format --check src tests hack bench
 	@$(VENV)/bin/mypy
+	@$(VENV)/bin/lint-imports --no-cache
 
 unit: venv
 	@$(VENV)/bin/pytest -q tests/unit

@@ -32,8 +32,9 @@ from localcluster import images  # noqa: E402
 from localcluster.components import NODE_TYPE_LABEL  # noqa: E402
 from localcluster.config import Layout  # noqa: E402
 from tests.support.kubectl import Kubectl, eventually  # noqa: E402
-from volprobe.contract import report as reports  # noqa: E402
-from volprobe.model.manifests import DEFAULT_AGENT_IMAGE, MOUNT_PATH  # noqa: E402
+from volprobe.contract.pod import MOUNT_PATH  # noqa: E402
+from volprobe.contract.report import decode_report  # noqa: E402
+from volprobe.model.manifests import DEFAULT_AGENT_IMAGE  # noqa: E402
 from volprobe.model.spec import DEFAULT_RESOURCES  # noqa: E402
 
 NAMESPACE = "volprobe-bench-startup"
@@ -77,7 +78,7 @@ def startup_seconds(kubectl: Kubectl, name: str) -> float:
 
     done = eventually(f"pod {name} to finish", finished, 120)
     message = done["status"]["containerStatuses"][0]["state"]["terminated"]["message"]
-    report = reports.parse(message)
+    report = decode_report(message)
     before_exec = float(kubectl.run("logs", "-n", NAMESPACE, name).splitlines()[0])
     kubectl.delete("pod", name, NAMESPACE, wait=False)
     if not report.passed:

@@ -44,7 +44,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
 from volprobe.agent import fio  # noqa: E402 - after the path set-up, so a checkout runs as is
-from volprobe.contract.report import Report, parse  # noqa: E402
+from volprobe.contract.report import Report, decode_report  # noqa: E402
 
 MIB = 1 << 20
 KIB = 1 << 10
@@ -105,7 +105,7 @@ def run_agent(python: str, volume: Path, payload: int, block: int) -> AgentRun:
     process.returncode = os.waitstatus_to_exitcode(status)
     if process.returncode != 0:
         raise SystemExit(f"agent exited with {process.returncode}")
-    report = parse(result.read_bytes())
+    report = decode_report(result.read_bytes())
     if not report.passed:
         raise SystemExit(f"agent check failed: {report.reason} {report.detail}")
     return AgentRun(report, report.started - spawned, usage.ru_maxrss * 1024)
@@ -114,7 +114,8 @@ def run_agent(python: str, volume: Path, payload: int, block: int) -> AgentRun:
 def run_fio(volume: Path, direction: str, payload: int, block: int) -> fio.FioResult:
     target = volume / "fio.dat"
     args = fio.command(str(target), direction, block=block, size=payload, offset=0, direct=True)
-    return fio.parse(subprocess.run(args, check=True, capture_output=True, text=True).stdout, direction)
+    completed = subprocess.run(args, check=True, capture_output=True, text=True)
+    return fio.parse_output(completed.stdout, direction)
 
 
 def bare_interpreter(python: str, runs: int) -> float:

@@ -3,9 +3,9 @@
     python hack/gendocs.py          # rewrite them (`make docs`)
     python hack/gendocs.py --check  # exit 1 if any is out of date (tests run this)
 
-docs/reasons.md comes from `volprobe.contract.reasons`, docs/metrics.md from `volprobe.runtime.metrics.METRICS`,
-docs/storageprobe.md from the CRD's schema, and the chart's copy of the alert rules from
-rules/volprobe.rules.yaml (Helm can only read files inside the chart).
+docs/reasons.md comes from `volprobe.contract.reasons` and `volprobe.kinds`, docs/metrics.md from
+`volprobe.runtime.metrics.METRICS`, docs/storageprobe.md from the CRD's schema, and the chart's
+copy of the alert rules from rules/volprobe.rules.yaml (Helm can only read files inside the chart).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "src"))
 
+from volprobe import kinds  # noqa: E402
 from volprobe.contract import reasons  # noqa: E402
 from volprobe.runtime.metrics import METRICS  # noqa: E402
 
@@ -48,7 +49,9 @@ def render_reasons() -> str:
         "",
         "## Kinds (`kind`)",
         "",
-        *_table(reasons.Kind),
+        "| value | meaning |",
+        "|---|---|",
+        *(f"| `{kind.name}` | {kind.description} |" for kind in kinds.REGISTRY),
         "",
         "## Results (`result`)",
         "",
@@ -154,19 +157,98 @@ def render_storageprobe() -> str:
 
 
 RULES = REPO / "rules" / "volprobe.rules.yaml"
+TIME_TO_PAGE = REPO / "rules" / "tests" / "time_to_page_test.yaml"
+FAULT_AT = 600
+"""Every case of TIME_TO_PAGE starts its first failed run, the fault, at this second."""
+SLOW_PATH = "(30-minute path)"
+"""In a case's name: the slower path of an alert, left out of the summary table."""
+INTERVALS = (20, 60)
+FIRES_AFTER: dict[tuple[str, str], tuple[str, str]] = {
+    # Alerts whose delay is not a failure streak's: (alert row, severity) -> (at 20 s, at 60 s).
+    ("VolprobeDataIntegrity", "critical"): ("at once", "at once"),
+    ("VolprobeProbeStopped (`scope=controller`)", "critical"): ("5 min", "5 min"),
+    ("VolprobeProbeStopped (`scope=targets`)", "critical"): ("16 min", "18 min"),
+    ("VolprobeNodeSkippedLong", "warning"): ("6 h", "6 h"),
+    ("VolprobeSlowStorage", "warning"): ("30 min", "30 min"),
+    ("VolprobePVCFillingUp", "critical"): ("1 min", "1 min"),
+    ("VolprobePVCFillingUp", "warning"): ("1 h", "1 h"),
+    ("VolprobePVCInodesFillingUp", "critical"): ("1 min", "1 min"),
+    ("VolprobePVCInodesFillingUp", "warning"): ("1 h", "1 h"),
+    ("VolprobeAPIThrottled", "warning"): ("30 min", "30 min"),
+}
+
+Case = tuple[str, str, int, int]
+"""A case of TIME_TO_PAGE: (name, alert, probe interval, seconds from the fault to firing)."""
+
+
+def _seconds(duration: str) -> int:
+    """A promtool duration such as `12m20s`, in seconds."""
+    total, number = 0, ""
+    for char in duration:
+        if char.isdigit():
+            number += char
+        else:
+            total += int(number) * {"s": 1, "m": 60, "h": 3600}[char]
+            number = ""
+    return total
+
+
+def time_to_page() -> list[Case]:
+    """When each case's alert first fires, counted from the fault: measured by promtool, not assumed."""
+    cases: list[Case] = []
+    for test in yaml.safe_load(TIME_TO_PAGE.read_text())["tests"]:
+        interval = next(
+            int(str(series["values"]).split()[0].split("x")[0])
+            for series in test["input_series"]
+            if str(series["series"]).startswith("volprobe_probe_interval_seconds{")
+        )
+        fired = min(
+            (case for case in test["alert_rule_test"] if case.get("exp_alerts")),
+            key=lambda case: _seconds(case["eval_time"]),
+        )
+        cases.append((test["name"], fired["alertname"], interval, _seconds(fired["eval_time"]) - FAULT_AT))
+    return cases
+
+
+def minutes_and_seconds(seconds: int) -> str:
+    minutes, rest = divmod(seconds, 60)
+    return f"{minutes} min {rest} s" if rest else f"{minutes} min"
+
+
+def fires_after() -> dict[tuple[str, str], tuple[str, str]]:
+    """Per alert row and severity, how long until it fires at intervals of 20 s and 60 s; for the
+    failing alerts the promtool cases' figures, runs failing within seconds / timing out."""
+    cells = dict(FIRES_AFTER)
+    found: dict[tuple[str, str], dict[int, list[int]]] = {}
+    groups = yaml.safe_load(RULES.read_text())["groups"]
+    severity = {r["alert"]: r["labels"]["severity"] for g in groups for r in g["rules"] if "alert" in r}
+    for name, alert, interval, seconds in time_to_page():
+        if SLOW_PATH not in name:
+            found.setdefault((alert, severity[alert]), {}).setdefault(interval, []).append(seconds)
+    for row, per_interval in found.items():
+        first, second = (
+            " / ".join(f"{seconds / 60:.1f}" for seconds in sorted(per_interval[interval])) + " min"
+            for interval in INTERVALS
+        )
+        cells[row] = (first, second)
+    return cells
 
 
 def render_alerts() -> str:
     groups = yaml.safe_load(RULES.read_text())["groups"]
+    cells = fires_after()
     lines = [
-        HEADER.format(source="rules/volprobe.rules.yaml"),
+        HEADER.format(source="rules/volprobe.rules.yaml and rules/tests/time_to_page_test.yaml"),
         "# Alerts",
         "",
         "Shipped in `rules/volprobe.rules.yaml` (and as a PrometheusRule by the Helm chart), unit-tested",
         "with promtool in `rules/tests/`. What each means and what to do: [runbooks](runbooks.md).",
+        '"Fires after" counts from the fault; for the failing alerts it is two figures, measured',
+        "([below](#time-to-page)): runs that fail within seconds / runs that time out after the default",
+        "120 s.",
         "",
-        "| alert | severity | for | summary |",
-        "|---|---|---|---|",
+        "| alert | severity | for | fires after, interval 20 s | fires after, interval 60 s | summary |",
+        "|---|---|---|---|---|---|",
     ]
     for group in groups:
         for rule in group["rules"]:
@@ -174,8 +256,46 @@ def render_alerts() -> str:
                 continue
             scope = rule["labels"].get("scope")
             name = rule["alert"] + (f" (`scope={scope}`)" if scope else "")
+            severity = rule["labels"]["severity"]
+            at20, at60 = cells[(name, severity)]
             summary = " ".join(rule["annotations"]["summary"].split()).replace("|", "\\|")
-            lines.append(f"| {name} | {rule['labels']['severity']} | {rule.get('for', '-')} | {summary} |")
+            lines.append(f"| {name} | {severity} | {rule.get('for', '-')} | {at20} | {at60} | {summary} |")
+    lines += [
+        "",
+        "## Time to page",
+        "",
+        "VolprobeProvisioningFailing, VolprobeMountFailing and VolprobeMountFailingWidespread read each",
+        "target's failure streak (`volprobe_probe_consecutive_failures`,",
+        "`volprobe_probe_failing_since_timestamp_seconds`; a target is a probe's provision probe or its",
+        "mount probe on one node). A target is failing once at least two runs in a row failed and the",
+        "streak, from the end of its first failed run to the end of its latest run as the controller",
+        "timed them, spans 2.5 of the probe's intervals (`volprobe_probe_interval_seconds`); then",
+        "`for: 1m`. How soon that is depends on the interval and on how long a failing run takes:",
+        "",
+        "- runs that fail within seconds (errors, refusals, read-only volumes, or timeouts shorter than",
+        "  the interval): the fourth failure in a row, about 3 intervals + 1 minute after the fault;",
+        "- runs that time out after the default 120 s (a hung provisioner or mount): the second",
+        "  failure, about two timeouts + 1 minute. At interval 20 s that is 5.5 minutes, not 3: the",
+        "  first failure is only known 2 minutes after the fault. `timeouts` that end a failing run",
+        "  within the interval give the first figure instead; the early `stalled` verdict planned",
+        "  in issue 11 is meant to do that without tight timeouts.",
+        "",
+        "Two slower paths keep volprobe's own rollout quiet: a mount probe whose failures are all in",
+        "the provision phase (the node's volume was never provisioned: a new node, or the first runs",
+        "after installing volprobe on a big cluster) and a provision probe failing while node volumes",
+        "of its class are being provisioned need a streak of 30 minutes. Skipped runs never count,",
+        "skipped nodes are left out, a scrape gap or a controller without its Lease cannot lengthen a",
+        "streak, and a restart or a new leader starts every streak from zero.",
+        "",
+        f"The cases of `{TIME_TO_PAGE.relative_to(REPO)}`, from the fault (the start of the first failed",
+        "run) to the alert firing, with Prometheus scraping and evaluating every 10 s (with slower",
+        "settings add up to one scrape and one evaluation interval):",
+        "",
+        "| case | alert | fires after |",
+        "|---|---|---|",
+    ]
+    for name, alert, _, seconds in time_to_page():
+        lines.append(f"| {name.rsplit(', ', 1)[0]} | {alert} | {minutes_and_seconds(seconds)} |")
     lines.append("")
     return "\n".join(lines)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +37,24 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         return TIER_ORDER.index(parts[0]) if parts and parts[0] in TIER_ORDER else 0
 
     items.sort(key=tier)
+
+
+FAILED_LOGS = REPO / ".cluster" / "logs" / "failed-tests"
+"""Logs of processes a failed test started are kept here (the test's tmp_path does not last)."""
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Remember each phase's report on the item, so fixtures can tell whether their test failed."""
+    report = yield
+    setattr(item, f"report_{report.when}", report)
+    return report
+
+
+def failed_test(item: pytest.Item) -> bool:
+    return any(getattr(getattr(item, f"report_{when}", None), "failed", False) for when in ("setup", "call"))
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from volprobe.contract.report import MAX_REPORT_BYTES, Report, parse
+from volprobe.contract.report import MAX_REPORT_BYTES, Report, decode_report
 
 HERE = Path(__file__).parent
 MIB = 1 << 20
@@ -80,7 +80,7 @@ def agent_command(*args: str) -> list[str]:
 def check_report_text(raw: str) -> Report:
     """Every report the tests see must fit the limit and parse on the controller's side."""
     assert len(raw.encode()) <= MAX_REPORT_BYTES
-    return parse(raw)
+    return decode_report(raw)
 
 
 def run_agent(

@@ -7,6 +7,8 @@ other's probes (StorageProbes are cluster-scoped).
 
 from __future__ import annotations
 
+import shutil
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,7 +18,7 @@ import pytest
 
 from localcluster import cluster as localcluster
 from localcluster import images
-from tests.conftest import REPO, Cluster
+from tests.conftest import FAILED_LOGS, REPO, Cluster, failed_test
 from tests.support.controller import ControllerProcess
 from tests.support.kubectl import Kubectl, eventually
 from volprobe.model.manifests import DEFAULT_AGENT_IMAGE
@@ -85,9 +87,19 @@ ControllerFactory = Callable[..., ControllerProcess]
 
 @pytest.fixture
 def start_controller(
-    cluster: Cluster, crd: None, probe_image: str, namespace: str, test_id: str, tmp_path: Path
+    cluster: Cluster,
+    crd: None,
+    probe_image: str,
+    namespace: str,
+    test_id: str,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
 ) -> Iterator[ControllerFactory]:
-    """Start real `volprobe controller` processes for this test; stop them afterwards."""
+    """Start real `volprobe controller` processes for this test; stop them afterwards.
+
+    When the test fails, their logs are kept under `.cluster/logs/failed-tests/` and their tails
+    printed: a flaky failure must leave the controller's side of the story behind.
+    """
     started: list[ControllerProcess] = []
 
     def start(*extra: str, leader_elect: bool = False, wait: bool = True) -> ControllerProcess:
@@ -107,6 +119,13 @@ def start_controller(
     yield start
     for process in started:
         process.stop()
+    if failed_test(request.node):
+        keep = FAILED_LOGS / f"{request.node.name}-{test_id}"
+        keep.mkdir(parents=True, exist_ok=True)
+        for process in started:
+            shutil.copy(process.log, keep / process.log.name)
+            print(f"--- {keep / process.log.name} (last 60 lines)", file=sys.stderr)
+            print("\n".join(process.log_text().splitlines()[-60:]), file=sys.stderr)
 
 
 def owned_items(kubectl: Kubectl, namespace: str, probe: str, kind: str) -> list[dict[str, Any]]:

@@ -157,6 +157,38 @@ def test_cordoned_node_is_skipped_not_failed_and_resumes(
     assert scrape.sum(FAILURES, probe=probe) == 0
 
 
+def test_a_run_waiting_for_a_node_ends_as_a_skip_when_the_only_node_is_cordoned(
+    cluster: Cluster, make_probe: ProbeFactory, start_controller: ControllerFactory, namespace: str
+) -> None:
+    """Issue 15's race, made deterministic: a provision pod created just before the only node
+    was cordoned waits for a node. It used to sit out the 120 s provision deadline (the class
+    binds on first consumer) before being demoted to a skip, holding the slot meanwhile."""
+    # Requests no node can satisfy keep the pod Pending for as long as the test needs.
+    unschedulable = {"requests": {"cpu": "512", "memory": "32Mi"}, "limits": {"cpu": "512", "memory": "64Mi"}}
+    probe = make_probe("wai", "standard", mount={"enabled": False}, pod={"resources": unschedulable})
+    controller = start_controller()
+
+    def pending_pod() -> str | None:
+        pods = owned_items(cluster.kubectl, namespace, probe, "pods")
+        return pods[0]["metadata"]["name"] if pods and not pods[0]["spec"].get("nodeName") else None
+
+    pod = eventually("a provision pod waiting for a node", pending_pod, 30)
+    node = cluster.real_node
+    cluster.kubectl.run("cordon", node)
+    try:
+        cordoned = time.monotonic()
+        eventually(
+            "the waiting run counted as skipped",
+            lambda: runs(controller, probe, "provision", "skipped") >= 1,
+            20,
+        )
+        assert time.monotonic() - cordoned < 20
+        eventually("its pod deleted", lambda: cluster.kubectl.get("pod", pod, namespace) is None, 30)
+        assert controller.scrape().sum(FAILURES, probe=probe) == 0
+    finally:
+        cluster.kubectl.run("uncordon", node)
+
+
 def test_killed_controller_leaks_nothing_and_counts_each_run_once(
     cluster: Cluster, make_probe: ProbeFactory, start_controller: ControllerFactory, namespace: str
 ) -> None:

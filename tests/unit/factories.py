@@ -10,10 +10,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from volprobe.contract.reasons import Kind, Phase, Reason, Result, SkipReason
+from volprobe.contract.reasons import Phase, Reason, Result, SkipReason
 from volprobe.contract.report import Report
-from volprobe.model.runs import Outcome
-from volprobe.model.slots import Target
+from volprobe.model.outcome import Outcome
+from volprobe.model.targets import Target
 
 NOW = datetime(2026, 11, 22, 3, 0, 0, tzinfo=UTC).timestamp()
 """A fixed "now" every test measures from."""
@@ -292,7 +292,7 @@ def mount_outcome(
     probe: str = PROBE,
 ) -> Outcome:
     return Outcome(
-        target=Target(probe, Kind.MOUNT, node),
+        target=Target(probe, "mount", node),
         run=f"vp-{probe}-m-{node}",
         result=result,
         phase=phase,
@@ -319,7 +319,7 @@ def provision_outcome(
     probe: str = PROBE,
 ) -> Outcome:
     return Outcome(
-        target=Target(probe, Kind.PROVISION),
+        target=Target(probe, "provision"),
         run=f"vp-{probe}-p-1",
         result=result,
         phase=phase,
@@ -334,7 +334,7 @@ def provision_outcome(
 
 def skipped_outcome(node: str, reason: SkipReason, *, finished: float = NOW, probe: str = PROBE) -> Outcome:
     return Outcome(
-        target=Target(probe, Kind.MOUNT, node),
+        target=Target(probe, "mount", node),
         run="",
         result=Result.SKIPPED,
         phase=None,

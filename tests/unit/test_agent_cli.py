@@ -5,22 +5,21 @@ from __future__ import annotations
 import pytest
 
 from volprobe.agent.cli import (
-    DEFAULT_RESULT_FILE,
     HelpRequested,
     Identity,
     UsageError,
     parse_args,
     parse_size,
 )
-from volprobe.contract.reasons import Kind
+from volprobe.contract.pod import RESULT_FILE
 
 
 def test_defaults() -> None:
     options = parse_args(["mount", "--path", "/data"], {})
-    assert options.kind is Kind.MOUNT
+    assert options.kind == "mount"
     assert options.path == "/data"
     assert options.device is None
-    assert options.result_file == DEFAULT_RESULT_FILE
+    assert options.result_file == RESULT_FILE
     assert not options.result_file_explicit
     assert options.payload_bytes == 4 << 20
     assert options.block_bytes == 1 << 20
@@ -41,7 +40,7 @@ def test_environment_gives_identity_and_settings() -> None:
         "VOLPROBE_DEADLINE_SECONDS": "20",
     }
     options = parse_args(["provision", "--device", "/dev/xvdb"], environ)
-    assert options.kind is Kind.PROVISION
+    assert options.kind == "provision"
     assert options.device == "/dev/xvdb"
     assert options.identity == Identity("r-1", "fast-ssd", "node-a", "ssd")
     assert options.expect_generation == 12
@@ -79,7 +78,9 @@ def test_sizes(text: str, value: int) -> None:
         [],
         ["mount"],
         ["mount", "--path", "/d", "--device", "/dev/x"],
-        ["snapshot", "--path", "/d"],
+        ["Mount", "--path", "/d"],
+        ["mount;rm", "--path", "/d"],
+        ["m" * 40, "--path", "/d"],
         ["mount", "--path", "/d", "--block-bytes", "3000"],
         ["mount", "--path", "/d", "--block-bytes", "2MiB"],
         ["mount", "--path", "/d", "--block-bytes", "2KiB"],

@@ -58,7 +58,8 @@ def test_colons_in_file_names_are_escaped() -> None:
 
 
 def test_parse_json_plus() -> None:
-    result = fio.parse("note: both iodepth >= 1 and synchronous I/O engine\n" + json.dumps(SAMPLE), "write")
+    text = "note: both iodepth >= 1 and synchronous I/O engine\n" + json.dumps(SAMPLE)
+    result = fio.parse_output(text, "write")
     stats = result.stats
     assert result.version == "fio-3.33"
     assert result.bandwidth == 1048576000
@@ -77,7 +78,7 @@ def test_job_errors_become_os_errors() -> None:
     failed = json.loads(json.dumps(SAMPLE))
     failed["jobs"][0]["error"] = errno.ENOSPC
     with pytest.raises(OSError, match="ENOSPC") as caught:
-        fio.parse(json.dumps(failed), "write")
+        fio.parse_output(json.dumps(failed), "write")
     assert caught.value.errno == errno.ENOSPC
 
 
@@ -86,4 +87,4 @@ def test_job_errors_become_os_errors() -> None:
 )
 def test_unexpected_output(text: str) -> None:
     with pytest.raises(fio.FioFailed):
-        fio.parse(text, "write")
+        fio.parse_output(text, "write")

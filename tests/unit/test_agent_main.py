@@ -10,7 +10,7 @@ import pytest
 
 from volprobe.agent import main
 from volprobe.contract.reasons import Phase, Reason, Result
-from volprobe.contract.report import parse
+from volprobe.contract.report import decode_report
 
 
 def run(tmp_path: Path, *extra: str) -> int:
@@ -22,12 +22,12 @@ def run(tmp_path: Path, *extra: str) -> int:
 
 def test_two_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert run(tmp_path) == 0
-    first = parse((tmp_path / "r.json").read_bytes())
+    first = decode_report((tmp_path / "r.json").read_bytes())
     assert first.verdict is Result.SUCCESS
     assert first.fresh
     assert first.written_generation == 1
     assert run(tmp_path, "--expect-generation", "1") == 0
-    second = parse((tmp_path / "r.json").read_bytes())
+    second = decode_report((tmp_path / "r.json").read_bytes())
     assert second.verdict is Result.SUCCESS
     assert (second.previous_generation, second.written_generation) == (1, 2)
     assert sorted(p.name for p in (tmp_path / ".volprobe").iterdir()) == ["payload-2", "state"]
@@ -38,7 +38,7 @@ def test_two_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
 def test_missing_directory_is_a_reported_failure(tmp_path: Path) -> None:
     status = main(["mount", "--path", str(tmp_path / "nope"), "--result-file", str(tmp_path / "r.json")])
     assert status == 0
-    report = parse((tmp_path / "r.json").read_bytes())
+    report = decode_report((tmp_path / "r.json").read_bytes())
     assert (report.verdict, report.phase, report.reason) == (Result.FAILURE, Phase.VERIFY, Reason.IO_ERROR)
     assert "ENOENT" in report.detail
 

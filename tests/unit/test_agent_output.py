@@ -8,8 +8,8 @@ import pytest
 
 from volprobe.agent.cli import Identity
 from volprobe.agent.output import deliver, summary
-from volprobe.contract.reasons import Kind, Phase, Reason, Result
-from volprobe.contract.report import OpStats, Report, parse
+from volprobe.contract.reasons import Phase, Reason, Result
+from volprobe.contract.report import OpStats, Report, decode_report
 
 
 def success() -> Report:
@@ -31,7 +31,7 @@ def success() -> Report:
 
 
 def test_success_line() -> None:
-    line = summary(success(), Kind.MOUNT, Identity(run="r1", node="n1"))
+    line = summary(success(), "mount", Identity(run="r1", node="n1"))
     assert line == (
         "volprobe: success mount gen 4->5 4.0 MiB direct write p50 1.2ms p99 3.4ms 150 MB/s "
         "fsync p50 2.1ms max 2.1ms read p50 0.800ms p99 0.800ms 180 MB/s run=r1 node=n1"
@@ -50,7 +50,7 @@ def test_failure_line_is_one_ascii_line() -> None:
         payload_bytes=64 << 10,
         note="fs=tmpfs",
     )
-    line = summary(report, Kind.PROVISION, Identity())
+    line = summary(report, "provision", Identity())
     assert line.startswith(
         "volprobe: failure phase=verify reason=checksum_mismatch provision gen fresh->1 64 KiB"
     )
@@ -61,7 +61,7 @@ def test_failure_line_is_one_ascii_line() -> None:
 def test_explicit_result_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     target = tmp_path / "result.json"
     assert deliver(success(), "volprobe: line", str(target), explicit=True) == 0
-    assert parse(target.read_bytes()).written_generation == 5
+    assert decode_report(target.read_bytes()).written_generation == 5
     assert capsys.readouterr().out == "volprobe: line\n"
 
 
@@ -84,7 +84,7 @@ def test_missing_default_result_file_falls_back_to_stdout(
     captured = capsys.readouterr()
     line, report, *rest = captured.out.splitlines()
     assert line == "volprobe: line"
-    assert parse(report).verdict is Result.SUCCESS
+    assert decode_report(report).verdict is Result.SUCCESS
     assert rest == []
     assert "report on stdout only" in captured.err
 
@@ -93,4 +93,4 @@ def test_existing_default_result_file_is_overwritten(tmp_path: Path) -> None:
     existing = tmp_path / "termination-log"
     existing.write_text("x" * 10000)
     assert deliver(success(), "l", str(existing), explicit=False) == 0
-    assert parse(existing.read_bytes()).verdict is Result.SUCCESS
+    assert decode_report(existing.read_bytes()).verdict is Result.SUCCESS

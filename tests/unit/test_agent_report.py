@@ -17,7 +17,15 @@ import pytest
 from volprobe.agent.deadlines import plan
 from volprobe.agent.progress import Progress
 from volprobe.contract.reasons import Phase, Reason, Result
-from volprobe.contract.report import IO_OPS, MAX_REPORT_BYTES, OpStats, Report, ReportError, encode, parse
+from volprobe.contract.report import (
+    IO_OPS,
+    MAX_REPORT_BYTES,
+    OpStats,
+    Report,
+    ReportError,
+    decode_report,
+    encode,
+)
 
 
 def worst_case_report(detail_char: str = "é") -> Report:
@@ -42,7 +50,7 @@ def test_worst_case_fits_and_round_trips(char: str) -> None:
     report = worst_case_report(char)
     text = encode(report)
     assert len(text.encode()) <= MAX_REPORT_BYTES
-    parsed = parse(text)
+    parsed = decode_report(text)
     assert parsed.verdict is report.verdict
     assert parsed.reason is report.reason
     assert parsed.phase is report.phase
@@ -59,7 +67,7 @@ def test_typical_reports_round_trip_completely() -> None:
         for _ in range(4):
             progress.recorder.add(op, seconds, 0 if op == "fsync" else 1 << 20)
     report = progress.report()
-    parsed = parse(encode(report))
+    parsed = decode_report(encode(report))
     assert parsed.verdict is Result.SUCCESS
     assert (parsed.previous_generation, parsed.written_generation) == (6, 7)
     assert parsed.direct
@@ -73,10 +81,10 @@ def test_typical_reports_round_trip_completely() -> None:
 def test_ops_without_histogram_round_trip() -> None:
     """fio-measured ops may carry no histogram; the encoder must not emit an empty one."""
     report = Report(run="r", verdict=Result.SUCCESS, ops={"write": OpStats(count=3, p50=0.001, p99=0.002)})
-    assert parse(encode(report)).ops["write"].buckets == ()
+    assert decode_report(encode(report)).ops["write"].buckets == ()
 
 
-# -- parse() against garbage: ReportError and nothing else ---------------------------------------
+# -- decode_report() against garbage: ReportError and nothing else ---------------------------------------
 
 
 def valid_body() -> dict[str, Any]:
@@ -86,7 +94,7 @@ def valid_body() -> dict[str, Any]:
 
 def assert_rejected_cleanly(text: str | bytes | None) -> None:
     with contextlib.suppress(ReportError):
-        parse(text)
+        decode_report(text)
 
 
 def test_random_bytes() -> None:
@@ -101,7 +109,7 @@ def test_every_truncation_of_a_valid_report() -> None:
     text = encode(worst_case_report("é")).encode()
     for end in range(len(text)):
         with pytest.raises(ReportError):
-            parse(text[:end])
+            decode_report(text[:end])
 
 
 def test_byte_flips_of_a_valid_report() -> None:
@@ -163,4 +171,4 @@ def test_deep_nesting() -> None:
 def test_non_objects_and_odd_inputs() -> None:
     for text in [None, "", b"", "null", "[]", '"report"', "1", "true", "\ufeff{}", b"\xff\xfe{", "{" * 5000]:
         with pytest.raises(ReportError):
-            parse(text)
+            decode_report(text)

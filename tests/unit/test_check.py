@@ -24,7 +24,7 @@ def test_a_class_alone_gives_the_storageprobe_defaults_and_no_owner() -> None:
     assert spec.name.startswith("check-")
     assert spec.timeouts == Timeouts()
     assert spec.node_grace == DEFAULT_NODE_GRACE_SECONDS
-    assert (spec.provision_enabled, spec.mount_enabled) == (True, True)
+    assert spec.disabled_kinds == frozenset()
 
 
 def test_options_narrow_and_shorten_the_check() -> None:
@@ -35,7 +35,7 @@ def test_options_narrow_and_shorten_the_check() -> None:
     assert [t["matchFields"][0]["values"] for t in spec.node_selector_terms] == [["a"], ["b"]]
     assert spec.timeouts == Timeouts(15, 15, 15, 15, 15)
     assert spec.node_grace == 0
-    assert spec.provision_enabled is False
+    assert spec.disabled_kinds == {"provision"}
 
 
 def test_an_existing_probe_lends_its_settings_but_not_its_identity() -> None:

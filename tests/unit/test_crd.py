@@ -1,16 +1,25 @@
-"""The CRD schema and spec.py state the same defaults, and parse() reads every field of a probe."""
+"""The CRD schema and spec.py state the same defaults, and parse_probe() reads every field of a probe."""
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Iterator
-from functools import cache
-from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
+from tests.support.crd import (
+    NAME_FIELDS,
+    NameField,
+    crd,
+    examples,
+    locally_evaluable,
+    probe_spec,
+    program,
+    rules,
+    spec_schema,
+    violations,
+)
 from volprobe.model.spec import (
     DEFAULT_INTERVAL_SECONDS,
     DEFAULT_IO,
@@ -23,18 +32,8 @@ from volprobe.model.spec import (
     SpecError,
     Timeouts,
     Volume,
-    parse,
+    parse_probe,
 )
-
-CRD = Path(__file__).resolve().parents[2] / "charts" / "volprobe" / "crds" / "volprobe.io_storageprobes.yaml"
-
-
-@cache
-def schema() -> dict[str, Any]:
-    document = yaml.safe_load(CRD.read_text())
-    (version,) = document["spec"]["versions"]
-    spec: dict[str, Any] = version["schema"]["openAPIV3Schema"]["properties"]["spec"]
-    return spec
 
 
 def defaults(node: dict[str, Any], path: str = "") -> Iterator[tuple[str, Any]]:
@@ -53,9 +52,9 @@ SPEC_DEFAULTS: dict[str, Any] = {
     "timeouts": {},
     **{f"timeouts.{key}": value for key, value in DEFAULT_TIMEOUTS.items()},
     "provision": {},
-    "provision.enabled": ProbeSpec.__dataclass_fields__["provision_enabled"].default,
+    "provision.enabled": ProbeSpec("", "", 0, "x").enables("provision"),
     "mount": {},
-    "mount.enabled": ProbeSpec.__dataclass_fields__["mount_enabled"].default,
+    "mount.enabled": ProbeSpec("", "", 0, "x").enables("mount"),
     "volume": {},
     **{f"volume.{key}": value for key, value in DEFAULT_VOLUME.items()},
     "io": {},
@@ -79,12 +78,12 @@ def minimal(**spec: Any) -> dict[str, Any]:
 
 
 def test_every_crd_default_has_a_spec_py_counterpart() -> None:
-    assert set(dict(defaults(schema()))) == set(SPEC_DEFAULTS)
+    assert set(dict(defaults(spec_schema()))) == set(SPEC_DEFAULTS)
 
 
 @pytest.mark.parametrize("path", sorted(SPEC_DEFAULTS))
 def test_crd_default_equals_spec_py_default(path: str) -> None:
-    assert dict(defaults(schema()))[path] == SPEC_DEFAULTS[path]
+    assert dict(defaults(spec_schema()))[path] == SPEC_DEFAULTS[path]
 
 
 def test_dataclass_defaults_equal_the_module_defaults() -> None:
@@ -98,7 +97,7 @@ def test_dataclass_defaults_equal_the_module_defaults() -> None:
 
 
 def test_default_block_size_is_allowed_and_divides_the_default_payload() -> None:
-    io = schema()["properties"]["io"]["properties"]
+    io = spec_schema()["properties"]["io"]["properties"]
     assert DEFAULT_IO["blockBytes"] in io["blockBytes"]["enum"]
     assert DEFAULT_IO["payloadBytes"] % DEFAULT_IO["blockBytes"] == 0
 
@@ -107,7 +106,7 @@ def test_default_block_size_is_allowed_and_divides_the_default_payload() -> None
 
 
 def test_minimal_object_gets_every_default() -> None:
-    spec = parse(minimal())
+    spec = parse_probe(minimal())
     assert spec == ProbeSpec(
         name="fast-ssd",
         uid="1d4a5b6c-7e8f-4a0b-9c1d-2e3f4a5b6c7d",
@@ -120,13 +119,13 @@ def test_minimal_object_gets_every_default() -> None:
     assert spec.volume == Volume("64Mi", "Filesystem", "ReadWriteOnce")
     assert (spec.payload_bytes, spec.block_bytes) == (4194304, 1048576)
     assert spec.pod.resources == DEFAULT_RESOURCES
-    assert (spec.provision_enabled, spec.mount_enabled) == (True, True)
+    assert spec.disabled_kinds == frozenset()
     assert spec.node_selector_terms == ()
 
 
 def test_object_defaulted_by_the_api_server_parses_like_a_minimal_one() -> None:
     """What the API server stores after applying the CRD defaults to a minimal object."""
-    crd_defaults = dict(defaults(schema()))
+    crd_defaults = dict(defaults(spec_schema()))
     spec: dict[str, Any] = {}
     for path, value in crd_defaults.items():
         *parents, leaf = path.split(".")
@@ -134,7 +133,7 @@ def test_object_defaulted_by_the_api_server_parses_like_a_minimal_one() -> None:
         for parent in parents:
             place = place.setdefault(parent, {})
         place.setdefault(leaf, copy.deepcopy(value))
-    assert parse(minimal(**spec)) == parse(minimal())
+    assert parse_probe(minimal(**spec)) == parse_probe(minimal())
 
 
 FULL_SPEC: dict[str, Any] = {
@@ -171,11 +170,11 @@ FULL_SPEC: dict[str, Any] = {
 
 
 def test_full_object_reads_every_field() -> None:
-    spec = parse(minimal(**FULL_SPEC))
+    spec = parse_probe(minimal(**FULL_SPEC))
     assert spec.node_selector_terms == tuple(FULL_SPEC["nodeSelector"]["nodeSelectorTerms"])
     assert spec.interval == 300
     assert spec.timeouts == Timeouts(provision=600, schedule=30, mount=240, io=90, cleanup=180)
-    assert (spec.provision_enabled, spec.mount_enabled) == (False, True)
+    assert spec.disabled_kinds == {"provision"}
     assert spec.node_grace == 0
     assert spec.volume == Volume(size="1Gi", mode="Block", access_mode="ReadWriteOncePod")
     assert spec.volume.block
@@ -191,11 +190,11 @@ def test_full_object_reads_every_field() -> None:
 
 
 def test_partial_timeouts_keep_the_other_defaults() -> None:
-    assert parse(minimal(timeouts={"ioSeconds": 30})).timeouts == Timeouts(io=30)
+    assert parse_probe(minimal(timeouts={"ioSeconds": 30})).timeouts == Timeouts(io=30)
 
 
 def test_numbers_are_read_as_floats_for_timing() -> None:
-    spec = parse(minimal(intervalSeconds=90))
+    spec = parse_probe(minimal(intervalSeconds=90))
     assert isinstance(spec.interval, float)
     assert isinstance(spec.timeouts.io, float)
 
@@ -209,12 +208,12 @@ def test_storage_class_is_required(spec: dict[str, Any]) -> None:
     obj = minimal()
     obj["spec"] = {key: value for key, value in obj["spec"].items() if key != "storageClassName"} | spec
     with pytest.raises(SpecError, match="storageClassName"):
-        parse(obj)
+        parse_probe(obj)
 
 
 def test_object_without_spec_raises_spec_error() -> None:
     with pytest.raises(SpecError):
-        parse({"metadata": {"name": "fast-ssd"}})
+        parse_probe({"metadata": {"name": "fast-ssd"}})
 
 
 @pytest.mark.parametrize(
@@ -229,14 +228,14 @@ def test_object_without_spec_raises_spec_error() -> None:
 )
 def test_unreadable_object_raises_spec_error_only(obj: dict[str, Any]) -> None:
     with pytest.raises(SpecError):
-        parse(obj)
+        parse_probe(obj)
 
 
 # -- timeouts ----------------------------------------------------------------------------------------
 
 
 def io_bounds() -> tuple[int, int]:
-    io = schema()["properties"]["timeouts"]["properties"]["ioSeconds"]
+    io = spec_schema()["properties"]["timeouts"]["properties"]["ioSeconds"]
     return io["minimum"], io["maximum"]
 
 
@@ -252,3 +251,104 @@ def test_agent_deadline_is_four_fifths_of_the_default_io_timeout() -> None:
 
 def test_agent_deadline_is_at_least_three_seconds() -> None:
     assert Timeouts(io=1).agent_deadline == 3.0
+
+
+# -- names: every field naming a Kubernetes object takes only what Kubernetes accepts as that name -----
+
+
+def name_like_fields(schema: dict[str, Any], path: str = "") -> Iterator[str]:
+    """Paths of string fields called `*Name`, `name` or `key`, and of the label and annotation maps."""
+    for name, child in (schema.get("properties") or {}).items():
+        where = f"{path}.{name}" if path else name
+        if child.get("type") == "string" and (name.endswith("Name") or name in ("name", "key")):
+            yield where
+        if name in ("labels", "annotations"):
+            yield f"{where} (keys)"
+        yield from name_like_fields(child, where)
+        if isinstance(child.get("items"), dict):
+            yield from name_like_fields(child["items"], f"{where}[]")
+
+
+NOT_NAMES = {
+    "nodeSelector.nodeSelectorTerms[].matchFields[].key": "must be exactly metadata.name (its own rule)",
+}
+
+
+def test_every_name_like_field_is_validated_as_a_name() -> None:
+    covered = {field.field for field in NAME_FIELDS}
+    assert set(name_like_fields(spec_schema())) - set(NOT_NAMES) <= covered
+
+
+def test_every_rule_but_transition_and_quantity_rules_is_checked_locally() -> None:
+    all_rules = list(rules(crd()))
+    local = [rule for rule in all_rules if locally_evaluable(rule)]
+    assert len(local) >= len(NAME_FIELDS)
+    for rule in local:
+        program(rule)  # compiles
+    left_to_the_api_server = [rule for rule in all_rules if not locally_evaluable(rule)]
+    assert all("oldSelf" in rule or "uantity(" in rule for rule in left_to_the_api_server)
+
+
+@pytest.mark.parametrize(
+    ("field", "name", "accepted"),
+    list(examples()),
+    ids=[f"{field.field}-{'ok' if ok else 'bad'}-{name[:20]!r}" for field, name, ok in examples()],
+)
+def test_name_fields_take_what_kubernetes_takes(field: NameField, name: str, accepted: bool) -> None:
+    messages = [violation.message for violation in violations(probe_spec(field, name))]
+    if accepted:
+        assert messages == []
+    else:
+        assert any(m.startswith((field.message, "Too long")) for m in messages), messages
+
+
+def test_the_full_example_is_valid() -> None:
+    assert violations({"storageClassName": "fast-ssd", **FULL_SPEC}) == []
+
+
+def test_an_empty_priority_class_means_the_cluster_default() -> None:
+    assert violations({"storageClassName": "fast-ssd", "pod": {"priorityClassName": ""}}) == []
+
+
+def test_an_empty_storage_class_is_rejected() -> None:
+    assert violations({"storageClassName": ""}) != []
+
+
+@pytest.mark.parametrize(
+    ("values", "valid"), [(["worker-1"], True), (["worker-1", "worker-2"], False), ([], False)]
+)
+def test_match_fields_take_exactly_one_node_name_as_in_a_pod(values: list[str], valid: bool) -> None:
+    term = {"matchFields": [{"key": "metadata.name", "operator": "In", "values": values}]}
+    found = violations({"storageClassName": "fast-ssd", "nodeSelector": {"nodeSelectorTerms": [term]}})
+    assert (found == []) is valid
+    if not valid:
+        assert [v.message for v in found] == [
+            "matchFields requirements take exactly one node name, as in a pod's node affinity: "
+            "use one term per node to select several"
+        ]
+
+
+@pytest.mark.parametrize(
+    ("toleration", "message"),
+    [
+        ({"operator": "Exists"}, None),
+        ({"key": "", "operator": "Exists", "effect": "NoSchedule"}, None),
+        ({"operator": "Equal", "value": "x"}, "a toleration without a key must have operator Exists"),
+        ({"value": ""}, "a toleration without a key must have operator Exists"),
+        ({"key": "k", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 30}, None),
+        ({"key": "k", "operator": "Exists", "tolerationSeconds": 30}, "tolerationSeconds is allowed only"),
+        (
+            {"key": "k", "operator": "Exists", "effect": "NoSchedule", "tolerationSeconds": 30},
+            "tolerationSeconds",
+        ),
+    ],
+)
+def test_tolerations_are_valid_pod_tolerations(toleration: dict[str, Any], message: str | None) -> None:
+    found = [
+        v.message for v in violations({"storageClassName": "fast-ssd", "pod": {"tolerations": [toleration]}})
+    ]
+    if message is None:
+        assert found == []
+    else:
+        assert len(found) == 1, found
+        assert found[0].startswith(message)

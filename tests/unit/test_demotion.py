@@ -6,8 +6,7 @@ import pytest
 
 from tests.unit.factories import NOW, mount_outcome, skipped_outcome
 from volprobe.contract.reasons import Phase, Reason, Result, SkipReason
-from volprobe.model.runs import Outcome
-from volprobe.runtime.controller import demote_if_node_unwell
+from volprobe.model.outcome import Outcome, demote_if_node_unwell
 
 
 def failure() -> Outcome:

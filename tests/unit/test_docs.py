@@ -18,6 +18,13 @@ def test_generated_file_is_up_to_date(path: Path) -> None:
 def test_every_reason_has_a_description() -> None:
     from volprobe.contract import reasons
 
-    for enum in (reasons.Kind, reasons.Result, reasons.Phase, reasons.Reason, reasons.SkipReason):
+    for enum in (reasons.Result, reasons.Phase, reasons.Reason, reasons.SkipReason):
         for member in enum:
             assert reasons.describe(member), f"{enum.__name__}.{member.name} has no description"
+
+
+def test_every_kind_has_a_description() -> None:
+    from volprobe import kinds
+
+    for kind in kinds.REGISTRY:
+        assert kind.description, f"kind {kind.name} has no description"

@@ -28,6 +28,7 @@ import pytest
 import yaml
 
 from tests.support.monitoring import DASHBOARD, REPO, RULE_FILES, RULE_TESTS, walk
+from volprobe import kinds
 from volprobe.contract import reasons
 from volprobe.contract.report import IO_OPS
 from volprobe.runtime.metrics import METRICS, MetricSpec
@@ -306,7 +307,6 @@ def family(name: str) -> MetricSpec | None:
 
 
 VOCABULARY: dict[str, tuple[type[StrEnum], ...]] = {
-    "kind": (reasons.Kind,),
     "result": (reasons.Result,),
     "phase": (reasons.Phase,),
     "reason": (reasons.Reason,),
@@ -316,6 +316,8 @@ VOCABULARY: dict[str, tuple[type[StrEnum], ...]] = {
 def allowed_values(metric: str | None, label: str) -> set[str] | None:
     if label == "op":
         return set(IO_OPS)
+    if label == "kind":
+        return set(kinds.BY_NAME)
     if label == "reason" and metric == "volprobe_node_skipped":
         return {m.value for m in reasons.SkipReason}
     if label == "reason" and metric is None:

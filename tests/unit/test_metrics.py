@@ -7,9 +7,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.unit.factories import NOW, PROBE, STORAGE_CLASS, mount_outcome, provision_outcome, skipped_outcome
 from volprobe import __version__
-from volprobe.contract.reasons import Kind, Phase, Reason, Result, SkipReason
+from volprobe.contract.reasons import Phase, Reason, Result, SkipReason
 from volprobe.contract.report import LATENCY_BUCKETS, OpStats, Report
-from volprobe.model.runs import Outcome
+from volprobe.model.outcome import Outcome
 from volprobe.runtime.metrics import METRICS, NODES, PHASE_BUCKETS, ProbeMetrics
 
 Labels = frozenset[tuple[str, str]]
@@ -441,7 +441,7 @@ def test_api_and_leader_metrics() -> None:
     metrics.api_request("list", 429)
     metrics.set_api_budget(throttled=2, waited=1.5)
     metrics.set_leader(True)
-    metrics.set_in_flight({(PROBE, Kind.MOUNT): 4})
+    metrics.set_in_flight({(PROBE, "mount"): 4})
     scrape = Scrape(metrics)
     assert scrape.value("volprobe_api_requests_total", verb="create", code="201") == 2.0
     assert scrape.value("volprobe_api_requests_total", verb="list", code="429") == 1.0
@@ -472,7 +472,7 @@ def populated() -> ProbeMetrics:
             metrics.set_skipped(probe, node, "tainted")
         metrics.record(provision_outcome(probe=probe), STORAGE_CLASS)
         metrics.set_node_counts(probe, STORAGE_CLASS, {"selected": 2})
-    metrics.set_in_flight({(probe, Kind.MOUNT): 1 for probe in (PROBE, "slow-hdd")})
+    metrics.set_in_flight({(probe, "mount"): 1 for probe in (PROBE, "slow-hdd")})
     metrics.api_request("get", 200)
     metrics.set_leader(True)
     return metrics
@@ -571,7 +571,7 @@ def test_value_reads_one_series() -> None:
 
 def test_kinds_may_be_plain_names() -> None:
     metrics = ProbeMetrics()
-    metrics.set_in_flight({(PROBE, "object"): 1, (PROBE, Kind.MOUNT): 2})
+    metrics.set_in_flight({(PROBE, "object"): 1, (PROBE, "mount"): 2})
     scrape = Scrape(metrics)
     assert scrape.value("volprobe_runs_in_flight", probe=PROBE, kind="object") == 1.0
     assert scrape.value("volprobe_runs_in_flight", probe=PROBE, kind="mount") == 2.0
@@ -588,9 +588,9 @@ def test_setting_the_same_skip_reason_again_keeps_one_series() -> None:
 
 def test_in_flight_and_interval_series_of_vanished_probes_disappear() -> None:
     metrics = ProbeMetrics()
-    metrics.set_in_flight({(PROBE, Kind.MOUNT): 2, (PROBE, Kind.PROVISION): 1})
+    metrics.set_in_flight({(PROBE, "mount"): 2, (PROBE, "provision"): 1})
     metrics.set_intervals({PROBE: (STORAGE_CLASS, 60.0)})
-    metrics.set_in_flight({(PROBE, Kind.PROVISION): 0})
+    metrics.set_in_flight({(PROBE, "provision"): 0})
     metrics.set_intervals({})
     scrape = Scrape(metrics)
     assert scrape.series("volprobe_runs_in_flight") == [{"probe": PROBE, "kind": "provision"}]

@@ -9,21 +9,22 @@ from typing import Any
 import pytest
 
 from tests.unit.factories import NAMESPACE, NOW, node_json
-from volprobe.contract.reasons import Kind
+from volprobe.kinds import BY_NAME
 from volprobe.model.manifests import (
     ANNOTATION_NODE,
     MAX_AVOIDED_NODES,
     AgentImage,
-    claim_name,
     labels,
-    mount_claim,
+    lasting_claim,
+    node_claim_name,
     pod_name,
     probe_pod,
     target_of,
 )
 from volprobe.model.nodes import selected
-from volprobe.model.slots import Target, slot_id
-from volprobe.model.spec import ProbeSpec, parse
+from volprobe.model.slots import slot_id
+from volprobe.model.spec import ProbeSpec, parse_probe
+from volprobe.model.targets import Target
 from volprobe.model.views import NodeView
 
 AGENT = AgentImage("registry.example.com/volprobe:0.1.0")
@@ -37,7 +38,7 @@ ZONE_TERM = {
 
 
 def probe(name: str = "fast-ssd", **spec: Any) -> ProbeSpec:
-    return parse(
+    return parse_probe(
         {
             "apiVersion": "volprobe.io/v1alpha1",
             "kind": "StorageProbe",
@@ -51,18 +52,22 @@ def block_probe() -> ProbeSpec:
     return probe(volume={"volumeMode": "Block"})
 
 
+def name_of(target: Target, slot: str = SLOT) -> str:
+    return pod_name(target, BY_NAME[target.kind].short, slot)
+
+
 def make_pod(spec: ProbeSpec, target: Target, **options: Any) -> dict[str, Any]:
-    return probe_pod(spec, target, name=pod_name(target, SLOT), namespace=NAMESPACE, agent=AGENT, **options)
+    return probe_pod(spec, target, name=name_of(target), namespace=NAMESPACE, agent=AGENT, **options)
 
 
 def provision_pod(spec: ProbeSpec | None = None, **options: Any) -> dict[str, Any]:
     spec = spec or probe()
-    return make_pod(spec, Target(spec.name, Kind.PROVISION), **options)
+    return make_pod(spec, Target(spec.name, "provision"), **options)
 
 
 def mount_pod(spec: ProbeSpec | None = None, node: str = "worker-1", **options: Any) -> dict[str, Any]:
     spec = spec or probe()
-    return make_pod(spec, Target(spec.name, Kind.MOUNT, node), **options)
+    return make_pod(spec, Target(spec.name, "mount", node), claim=node_claim_name(spec.name, node), **options)
 
 
 def all_pods() -> list[dict[str, Any]]:
@@ -154,7 +159,7 @@ def test_report_goes_to_the_termination_message_file() -> None:
 def test_agent_gets_the_agent_deadline_and_the_io_settings() -> None:
     spec = probe(timeouts={"ioSeconds": 50}, io={"payloadBytes": 8 << 20, "blockBytes": 65536})
     args = container(mount_pod(spec))["args"]
-    assert args[args.index("--deadline") + 1] == "40.0"
+    assert args[args.index("--deadline") + 1] == "40"
     assert args[args.index("--payload-bytes") + 1] == str(8 << 20)
     assert args[args.index("--block-bytes") + 1] == "65536"
 
@@ -178,7 +183,7 @@ def test_block_mode_uses_a_volume_device() -> None:
 
 def test_mount_pod_uses_the_node_claim() -> None:
     (volume,) = mount_pod(node="worker-9")["spec"]["volumes"]
-    assert volume["persistentVolumeClaim"] == {"claimName": claim_name("fast-ssd", "worker-9")}
+    assert volume["persistentVolumeClaim"] == {"claimName": node_claim_name("fast-ssd", "worker-9")}
 
 
 def test_provision_pod_gets_a_fresh_ephemeral_claim_of_the_class() -> None:
@@ -190,14 +195,14 @@ def test_provision_pod_gets_a_fresh_ephemeral_claim_of_the_class() -> None:
         "volumeMode": "Block",
         "resources": {"requests": {"storage": "64Mi"}},
     }
-    assert target_of(claim["metadata"]["labels"], {}) == Target("fast-ssd", Kind.PROVISION)
+    assert target_of(claim["metadata"]["labels"], {}) == Target("fast-ssd", "provision")
 
 
 def test_mount_claim_requests_the_probe_volume() -> None:
-    claim = mount_claim(
-        probe(volume={"size": "1Gi", "accessMode": "ReadWriteOncePod"}), "worker-9", NAMESPACE
-    )
-    assert claim["metadata"]["name"] == claim_name("fast-ssd", "worker-9")
+    spec = probe(volume={"size": "1Gi", "accessMode": "ReadWriteOncePod"})
+    name = node_claim_name("fast-ssd", "worker-9")
+    claim = lasting_claim(spec, Target("fast-ssd", "mount", "worker-9"), name, NAMESPACE)
+    assert claim["metadata"]["name"] == name
     assert claim["spec"]["resources"] == {"requests": {"storage": "1Gi"}}
     assert claim["spec"]["accessModes"] == ["ReadWriteOncePod"]
 
@@ -295,24 +300,24 @@ def test_provision_pod_with_selector_terms_stays_on_linux_nodes() -> None:
 # -- names and labels --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("kind", [Kind.PROVISION, Kind.MOUNT])
-def test_pod_names_fit_a_dns_label_with_the_longest_probe_and_node_names(kind: Kind) -> None:
+@pytest.mark.parametrize("kind", ["provision", "mount"])
+def test_pod_names_fit_a_dns_label_with_the_longest_probe_and_node_names(kind: str) -> None:
     assert len(LONG_NODE) == 253
-    target = Target(LONG_PROBE, kind, LONG_NODE if kind is Kind.MOUNT else "")
-    name = pod_name(target, SLOT)
+    target = Target(LONG_PROBE, kind, LONG_NODE if kind == "mount" else "")
+    name = name_of(target)
     assert len(name) <= 63
     assert DNS_LABEL.match(name)
 
 
 def test_mount_claim_name_fits_a_dns_label_with_the_longest_names() -> None:
-    name = claim_name(LONG_PROBE, LONG_NODE)
+    name = node_claim_name(LONG_PROBE, LONG_NODE)
     assert len(name) <= 63
     assert DNS_LABEL.match(name)
 
 
 def test_pod_names_differ_per_node_and_per_slot() -> None:
     names = {
-        pod_name(Target("fast-ssd", Kind.MOUNT, node), slot)
+        name_of(Target("fast-ssd", "mount", node), slot)
         for node in ("worker-1", "worker-2")
         for slot in (slot_id(NOW), slot_id(NOW + 60))
     }
@@ -322,9 +327,9 @@ def test_pod_names_differ_per_node_and_per_slot() -> None:
 @pytest.mark.parametrize(
     "target",
     [
-        Target("fast-ssd", Kind.PROVISION),
-        Target("fast-ssd", Kind.MOUNT, "worker-1"),
-        Target(LONG_PROBE, Kind.MOUNT, LONG_NODE),
+        Target("fast-ssd", "provision"),
+        Target("fast-ssd", "mount", "worker-1"),
+        Target(LONG_PROBE, "mount", LONG_NODE),
     ],
     ids=["provision", "mount", "longest"],
 )
@@ -334,12 +339,13 @@ def test_target_is_recovered_from_the_pod_labels_and_annotations(target: Target)
 
 
 def test_target_is_recovered_from_the_mount_claim() -> None:
-    metadata = mount_claim(probe(), LONG_NODE, NAMESPACE)["metadata"]
-    assert target_of(metadata["labels"], metadata["annotations"]) == Target("fast-ssd", Kind.MOUNT, LONG_NODE)
+    target = Target("fast-ssd", "mount", LONG_NODE)
+    metadata = lasting_claim(probe(), target, node_claim_name("fast-ssd", LONG_NODE), NAMESPACE)["metadata"]
+    assert target_of(metadata["labels"], metadata["annotations"]) == Target("fast-ssd", "mount", LONG_NODE)
 
 
 def test_label_values_stay_valid_with_the_longest_names() -> None:
-    for value in labels(Target(LONG_PROBE, Kind.MOUNT, LONG_NODE)).values():
+    for value in labels(Target(LONG_PROBE, "mount", LONG_NODE)).values():
         assert len(value) <= 63
 
 
@@ -348,19 +354,18 @@ def test_objects_not_made_by_volprobe_have_no_target() -> None:
     assert target_of({"app.kubernetes.io/managed-by": "helm", "volprobe.io/probe": "x"}, {}) is None
 
 
-def test_mount_object_without_its_node_annotation_has_no_target() -> None:
+def test_mount_object_without_its_node_annotation_is_no_node_target() -> None:
+    """A per-node kind without a node is no target the planner has: it is swept as a leftover."""
     metadata = mount_pod()["metadata"]
     annotations = {k: v for k, v in metadata["annotations"].items() if k != ANNOTATION_NODE}
-    assert target_of(metadata["labels"], annotations) is None
+    assert target_of(metadata["labels"], annotations) == Target("fast-ssd", "mount")
 
 
 def test_user_pod_labels_cannot_hide_a_pod_from_volprobe() -> None:
     spec = probe(pod={"labels": {"team": "storage", "volprobe.io/probe": "other"}})
     metadata = mount_pod(spec)["metadata"]
     assert metadata["labels"]["team"] == "storage"
-    assert target_of(metadata["labels"], metadata["annotations"]) == Target(
-        "fast-ssd", Kind.MOUNT, "worker-1"
-    )
+    assert target_of(metadata["labels"], metadata["annotations"]) == Target("fast-ssd", "mount", "worker-1")
 
 
 def test_pod_records_its_run_and_probe_and_is_owned_by_the_probe() -> None:

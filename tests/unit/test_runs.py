@@ -22,11 +22,12 @@ from tests.unit.factories import (
     volume_json,
     waiting,
 )
-from volprobe.contract.reasons import Kind, Phase, Reason, Result
+from volprobe.contract.reasons import Phase, Reason, Result, SkipReason
 from volprobe.contract.report import MAX_REPORT_BYTES, OpStats, Report, encode
-from volprobe.model.runs import Outcome, RunTracker, Verdict, classify_stuck
-from volprobe.model.slots import Target
+from volprobe.model.outcome import Outcome
+from volprobe.model.runs import RunTracker, Verdict, classify_stuck
 from volprobe.model.spec import Timeouts
+from volprobe.model.targets import Target
 from volprobe.model.views import ClaimView, EventView, PodView, VolumeView
 
 T0 = NOW
@@ -35,12 +36,12 @@ TIMEOUTS = Timeouts(provision=100, schedule=50, mount=200, io=40, cleanup=30)
 """Distinct values, so a deadline measured from the wrong milestone shows."""
 NODE = "worker-2"
 
-PROVISION = Target(PROBE, Kind.PROVISION)
+PROVISION = Target(PROBE, "provision")
 PROVISION_POD = "vp-fast-ssd-p-6a0f2c30"
 PROVISION_CLAIM = f"{PROVISION_POD}-volume"
 PV = "pvc-3f5d1c8e-2b0a-4e8e-9d55-0c1f2a3b4c5d"
 
-MOUNT = Target(PROBE, Kind.MOUNT, NODE)
+MOUNT = Target(PROBE, "mount", NODE)
 MOUNT_POD = "vp-fast-ssd-m-1a2b3c4d-6a0f2c30"
 MOUNT_CLAIM = "vp-fast-ssd-1a2b3c4d5e"
 
@@ -53,7 +54,9 @@ def provision_run() -> RunTracker:
 
 
 def mount_run(*, adopted: bool = False) -> RunTracker:
-    return RunTracker(MOUNT, MOUNT_POD, MOUNT_CLAIM, TIMEOUTS, T0, claim_preexisting=True, adopted=adopted)
+    return RunTracker(
+        MOUNT, MOUNT_POD, MOUNT_CLAIM, TIMEOUTS, T0, claim_preexisting=True, keeps_claim=True, adopted=adopted
+    )
 
 
 def provision_pod(**fields: Any) -> PodView:
@@ -882,3 +885,31 @@ def test_unexplained_deadline_verdict_finishes_as_reason_timeout() -> None:
         Phase.PROVISION,
         Reason.TIMEOUT,
     )
+
+
+# -- giving up a run that waits for an unwell node -----------------------------------------------
+
+
+def test_an_aborted_run_without_a_node_ends_as_a_skip_after_clean_up() -> None:
+    tracker = provision_run()
+    waiting = provision_pod(unschedulable_message="0/1 nodes are available")
+    assert tracker.decide(waiting, None, T0 + 5) is None
+    tracker.abort(SkipReason.CORDONED)
+    verdict = tracker.decide(provision_pod(), None, T0 + 6)
+    assert verdict is not None
+    assert (verdict.result, verdict.skip) == (Result.SKIPPED, SkipReason.CORDONED)
+    assert not tracker.needs_explaining(), "a skip fetches no events"
+    outcome = tracker.finish(T0 + 9, None, None, None)
+    assert (outcome.result, outcome.skip, outcome.phase, outcome.reason) == (
+        Result.SKIPPED,
+        SkipReason.CORDONED,
+        None,
+        None,
+    )
+
+
+def test_an_abort_is_ignored_once_the_pod_has_a_node() -> None:
+    tracker = provision_run()
+    tracker.decide(scheduled_pod(T0 + 2), None, T0 + 3)
+    tracker.abort(SkipReason.NOT_READY)
+    assert tracker.decide(scheduled_pod(T0 + 2), None, T0 + 4) is None

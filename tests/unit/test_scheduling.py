@@ -8,8 +8,8 @@ import math
 import pytest
 
 from tests.unit.factories import NOW
-from volprobe.contract.reasons import Kind
-from volprobe.model.slots import Target, next_slot, offset, slot_id
+from volprobe.model.slots import next_slot, offset, slot_id
+from volprobe.model.targets import Target
 
 UID = "9b2f6a3e-64d1-4c52-b8a4-0d6f1e0c2a77"
 INTERVAL = 60.0
@@ -24,7 +24,7 @@ MAX_BUCKET_FACTOR = 2.5
 
 
 def mount(node: str) -> Target:
-    return Target("fast-ssd", Kind.MOUNT, node)
+    return Target("fast-ssd", "mount", node)
 
 
 def spread_offsets(uid: str = UID, interval: float = INTERVAL) -> list[float]:
@@ -75,7 +75,7 @@ def test_offsets_lie_in_the_interval(interval: float) -> None:
 
 
 def test_provision_target_has_an_offset_in_the_interval() -> None:
-    assert 0 <= offset(UID, Target("fast-ssd", Kind.PROVISION), INTERVAL) < INTERVAL
+    assert 0 <= offset(UID, Target("fast-ssd", "provision"), INTERVAL) < INTERVAL
 
 
 def test_offset_is_the_same_fraction_of_any_interval() -> None:
@@ -119,7 +119,7 @@ def test_different_probe_uids_give_different_offsets_for_the_same_target() -> No
 
 
 def test_provision_and_mount_targets_of_a_probe_get_different_offsets() -> None:
-    provision = offset(UID, Target("fast-ssd", Kind.PROVISION), INTERVAL)
+    provision = offset(UID, Target("fast-ssd", "provision"), INTERVAL)
     assert provision not in {offset(UID, mount(node), INTERVAL) for node in NODES}
 
 

@@ -9,8 +9,8 @@ import pytest
 
 from tests.unit.factories import NOW, mount_outcome, provision_outcome, rfc3339
 from volprobe.contract.reasons import Phase, Reason, Result, SkipReason
-from volprobe.model.runs import Outcome
-from volprobe.model.status import LIST_LIMIT, ProbeState, build, camel, node_counts
+from volprobe.model.outcome import Outcome
+from volprobe.model.status import LIST_LIMIT, KindState, ProbeState, build, camel, node_counts
 
 NODES = frozenset(f"worker-{index}" for index in range(1, 6))
 LATER = NOW + 300
@@ -24,19 +24,29 @@ def failing(node: str, reason: Reason = Reason.MOUNT_FAILED, phase: Phase = Phas
     return mount_outcome(node, result=Result.FAILURE, phase=phase, reason=reason, message="exit status 32")
 
 
-def state(**fields: Any) -> ProbeState:
-    defaults: dict[str, Any] = {
-        "generation": 3,
-        "class_exists": True,
-        "provision_enabled": True,
-        "mount_enabled": True,
-        "selected_nodes": NODES,
-    }
-    return ProbeState(**{**defaults, **fields})
+def state(
+    *,
+    provision_enabled: bool = True,
+    mount_enabled: bool = True,
+    provision: Outcome | None = None,
+    mounts: dict[str, Outcome] | None = None,
+    last_provision_success: float | None = None,
+    last_mount_success: float | None = None,
+    **fields: Any,
+) -> ProbeState:
+    """A probe with the two built-in kinds, described the way the tests think of them."""
+    kinds = []
+    if provision_enabled:
+        latest = {"": provision} if provision is not None else {}
+        kinds.append(KindState("provision", False, latest, last_provision_success))
+    if mount_enabled:
+        kinds.append(KindState("mount", True, dict(mounts or {}), last_mount_success))
+    defaults: dict[str, Any] = {"generation": 3, "class_exists": True, "selected_nodes": NODES}
+    return ProbeState(kinds=tuple(kinds), **{**defaults, **fields})
 
 
-def healthy() -> ProbeState:
-    return state(mounts={n: passing(n) for n in NODES}, provision=provision_outcome())
+def healthy(**fields: Any) -> ProbeState:
+    return state(mounts={n: passing(n) for n in NODES}, provision=provision_outcome(), **fields)
 
 
 def condition(status: dict[str, Any], kind: str) -> dict[str, Any]:
@@ -130,7 +140,7 @@ def test_all_passing_is_ready_and_not_degraded() -> None:
     status = build(healthy(), None, NOW)
     assert summary(status, "Ready") == ("True", "ProbesPassing")
     assert summary(status, "Degraded") == ("False", "ProbesPassing")
-    assert condition(status, "Ready")["message"] == "5/5 nodes passing; provisioning works"
+    assert condition(status, "Ready")["message"] == "5/5 nodes passing; provision probe passes"
 
 
 def test_passing_message_mentions_skipped_nodes_and_a_pending_provision_probe() -> None:
@@ -200,9 +210,8 @@ def test_transition_time_is_kept_when_only_the_reason_changes() -> None:
 
 def test_transition_time_moves_when_the_status_flips() -> None:
     first = build(healthy(), None, NOW)
-    broken = healthy()
-    broken.mounts = {**broken.mounts, "worker-1": failing("worker-1")}
-    again = build(broken, first, LATER)
+    mounts = {**{n: passing(n) for n in NODES}, "worker-1": failing("worker-1")}
+    again = build(state(mounts=mounts, provision=provision_outcome()), first, LATER)
     assert condition(again, "Ready")["lastTransitionTime"] == rfc3339(LATER)
     assert condition(again, "Degraded")["lastTransitionTime"] == rfc3339(LATER)
 

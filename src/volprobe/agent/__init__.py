@@ -110,7 +110,7 @@ def _benchmark(
                 offset=offset,
                 direct=direct,
             )
-            result = fio.parse(fio.run(args, children), direction)
+            result = fio.parse_output(fio.run(args, children), direction)
             with progress.lock:
                 progress.measured[direction] = (result.stats, result.bandwidth)
         progress.note(f"write/read latency by {result.version} (psync, iodepth 1, direct={int(direct)})")

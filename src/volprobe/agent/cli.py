@@ -1,8 +1,9 @@
 """The `volprobe probe` command line and the run's identity. Pure: argv and environment in.
 
-The controller passes identity and per-run settings through the environment (downward API), so
-the pod spec stays static; flags exist for people running the agent by hand and override the
-environment where both exist.
+Every flag, variable, path and limit comes from `volprobe.contract.pod`, the definition the
+controller writes pods with. Identity and per-run settings arrive through the environment
+(downward API); flags exist for people running the agent by hand and override the environment
+where both exist.
 """
 
 from __future__ import annotations
@@ -13,15 +14,20 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import NoReturn
 
-from volprobe.agent.layout import MAX_BLOCK, MAX_PAYLOAD, MIN_BLOCK
-from volprobe.contract.reasons import Kind
-
-DEFAULT_RESULT_FILE = "/dev/termination-log"
-DEFAULT_PAYLOAD_BYTES = 4 << 20
-DEFAULT_BLOCK_BYTES = 1 << 20
-DEFAULT_DEADLINE = 30.0
-MIN_DEADLINE = 1.0
-MAX_DEADLINE = 3600.0
+from volprobe.contract.pod import (
+    DEFAULT_BLOCK_BYTES,
+    DEFAULT_DEADLINE,
+    DEFAULT_PAYLOAD_BYTES,
+    KIND_PATTERN,
+    MAX_BLOCK_BYTES,
+    MAX_DEADLINE,
+    MAX_PAYLOAD_BYTES,
+    MIN_BLOCK_BYTES,
+    MIN_DEADLINE,
+    RESULT_FILE,
+    Env,
+    Flag,
+)
 
 _SIZE = re.compile(r"([0-9]{1,15})\s*(?:([KMG])(?:i|iB|B)?|B)?", re.IGNORECASE)
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
@@ -47,16 +53,16 @@ class Identity:
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> Identity:
         return cls(
-            run=environ.get("VOLPROBE_RUN_ID", ""),
-            probe=environ.get("VOLPROBE_PROBE", ""),
-            node=environ.get("VOLPROBE_NODE", ""),
-            storage_class=environ.get("VOLPROBE_STORAGE_CLASS", ""),
+            run=environ.get(Env.RUN_ID, ""),
+            probe=environ.get(Env.PROBE, ""),
+            node=environ.get(Env.NODE, ""),
+            storage_class=environ.get(Env.STORAGE_CLASS, ""),
         )
 
 
 @dataclass(frozen=True)
 class Options:
-    kind: Kind
+    kind: str
     path: str | None
     device: str | None
     result_file: str
@@ -84,16 +90,16 @@ def _parser() -> _Parser:
         prog="volprobe probe",
         description="Verified IO check of a mounted volume or raw block device (runs in probe pods).",
     )
-    parser.add_argument("kind", choices=[kind.value for kind in Kind], help="what the run exercises")
+    parser.add_argument("kind", help="what the run exercises (recorded in the report: provision, mount…)")
     target = parser.add_mutually_exclusive_group(required=True)
-    target.add_argument("--path", help="directory where the volume is mounted")
-    target.add_argument("--device", help="raw block device (block-mode volume)")
-    parser.add_argument("--result-file", help=f"where the JSON report goes (default {DEFAULT_RESULT_FILE})")
-    parser.add_argument("--payload-bytes", default=str(DEFAULT_PAYLOAD_BYTES), help="payload size (4MiB)")
-    parser.add_argument("--block-bytes", default=str(DEFAULT_BLOCK_BYTES), help="IO size, 4KiB..1MiB")
-    parser.add_argument("--deadline", help=f"seconds for the whole check (default {DEFAULT_DEADLINE:g})")
-    parser.add_argument("--expect-generation", help="generation the controller last saw written")
-    parser.add_argument("--fio", action="store_true", help="also measure latency with fio")
+    target.add_argument(Flag.PATH, help="directory where the volume is mounted")
+    target.add_argument(Flag.DEVICE, help="raw block device (block-mode volume)")
+    parser.add_argument(Flag.RESULT_FILE, help=f"where the JSON report goes (default {RESULT_FILE})")
+    parser.add_argument(Flag.PAYLOAD_BYTES, default=str(DEFAULT_PAYLOAD_BYTES), help="payload size (4MiB)")
+    parser.add_argument(Flag.BLOCK_BYTES, default=str(DEFAULT_BLOCK_BYTES), help="IO size, 4KiB..1MiB")
+    parser.add_argument(Flag.DEADLINE, help=f"seconds for the whole check (default {DEFAULT_DEADLINE:g})")
+    parser.add_argument(Flag.EXPECT_GENERATION, help="generation the controller last saw written")
+    parser.add_argument(Flag.FIO, action="store_true", help="also measure latency with fio")
     return parser
 
 
@@ -107,27 +113,31 @@ def parse_size(text: str) -> int:
 
 def parse_args(argv: Sequence[str], environ: Mapping[str, str]) -> Options:
     args = _parser().parse_args(list(argv))
-    kind = Kind(args.kind)
-    announced = environ.get("VOLPROBE_KIND")
-    if announced and announced != kind.value:
-        raise UsageError(f"VOLPROBE_KIND={announced} contradicts the {kind.value!r} subcommand")
+    kind = str(args.kind)
+    if re.fullmatch(KIND_PATTERN, kind) is None:
+        raise UsageError(f"not a probe kind: {kind[:40]!r}")
+    announced = environ.get(Env.KIND)
+    if announced and announced != kind:
+        raise UsageError(f"{Env.KIND}={announced} contradicts the {kind!r} subcommand")
     payload = parse_size(args.payload_bytes)
     block = parse_size(args.block_bytes)
-    if not MIN_BLOCK <= block <= MAX_BLOCK or block & (block - 1):
-        raise UsageError(f"--block-bytes must be a power of two from {MIN_BLOCK} to {MAX_BLOCK}")
-    if not 0 < payload <= MAX_PAYLOAD or payload % block:
+    if not MIN_BLOCK_BYTES <= block <= MAX_BLOCK_BYTES or block & (block - 1):
         raise UsageError(
-            f"--payload-bytes must be a positive multiple of the block size, at most {MAX_PAYLOAD}"
+            f"{Flag.BLOCK_BYTES} must be a power of two from {MIN_BLOCK_BYTES} to {MAX_BLOCK_BYTES}"
         )
-    deadline = _seconds(args.deadline, environ.get("VOLPROBE_DEADLINE_SECONDS"))
+    if not 0 < payload <= MAX_PAYLOAD_BYTES or payload % block:
+        raise UsageError(
+            f"{Flag.PAYLOAD_BYTES} must be a positive multiple of the block size, at most {MAX_PAYLOAD_BYTES}"
+        )
+    deadline = _seconds(args.deadline, environ.get(Env.DEADLINE_SECONDS))
     if deadline is None:
         deadline = DEFAULT_DEADLINE
-    expected = _generation(args.expect_generation, environ.get("VOLPROBE_EXPECT_GENERATION"))
+    expected = _generation(args.expect_generation, environ.get(Env.EXPECT_GENERATION))
     return Options(
         kind=kind,
         path=args.path,
         device=args.device,
-        result_file=args.result_file or DEFAULT_RESULT_FILE,
+        result_file=args.result_file or RESULT_FILE,
         result_file_explicit=args.result_file is not None,
         payload_bytes=payload,
         block_bytes=block,

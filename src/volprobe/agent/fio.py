@@ -67,7 +67,7 @@ def command(target: str, direction: str, *, block: int, size: int, offset: int, 
     return args
 
 
-def parse(text: str, direction: str) -> FioResult:
+def parse_output(text: str, direction: str) -> FioResult:
     """Turn fio's json+ output into the report's distribution for `direction`.
 
     Raises OSError with fio's errno if the job failed on an IO error (so it is classified like

@@ -24,9 +24,8 @@ import re
 import struct
 from dataclasses import dataclass
 
-MIN_BLOCK = 4096
-MAX_BLOCK = 1 << 20
-MAX_PAYLOAD = 1 << 30
+from volprobe.contract.pod import MAX_BLOCK_BYTES, MAX_PAYLOAD_BYTES, MIN_BLOCK_BYTES
+
 SEED_BYTES = 16
 HEADER_BYTES = 4096
 
@@ -60,13 +59,13 @@ class Record:
 
     def validate(self) -> Record:
         """Refuse records no agent would write, so damage that still parses is caught too."""
-        if not MIN_BLOCK <= self.block <= MAX_BLOCK or self.block & (self.block - 1):
+        if not MIN_BLOCK_BYTES <= self.block <= MAX_BLOCK_BYTES or self.block & (self.block - 1):
             raise LayoutError(f"block size {self.block} is not a power of two in 4 KiB..1 MiB")
-        if not 0 < self.size <= MAX_PAYLOAD or self.size % self.block:
+        if not 0 < self.size <= MAX_PAYLOAD_BYTES or self.size % self.block:
             raise LayoutError(f"payload size {self.size} is not a multiple of the block size")
         if self.generation < 1 or len(self.seed) != SEED_BYTES or len(self.sha256) != 32:
             raise LayoutError("generation, seed or digest out of range")
-        if self.offset % MIN_BLOCK:
+        if self.offset % MIN_BLOCK_BYTES:
             raise LayoutError(f"payload offset {self.offset} is not 4 KiB aligned")
         return self
 

@@ -10,13 +10,12 @@ import os
 import sys
 
 from volprobe.agent.cli import Identity
-from volprobe.contract.reasons import Kind
 from volprobe.contract.report import Report, encode
 
 MIB = 1 << 20
 
 
-def summary(report: Report, kind: Kind, identity: Identity) -> str:
+def summary(report: Report, kind: str, identity: Identity) -> str:
     """One human-readable line, e.g.
 
     `volprobe: success mount gen 4->5 4.0 MiB direct write p50 1.2ms p99 3.4ms 150 MB/s ...`
@@ -26,7 +25,7 @@ def summary(report: Report, kind: Kind, identity: Identity) -> str:
         words.append(f"phase={report.phase.value}")
     if report.reason is not None:
         words.append(f"reason={report.reason.value}")
-    words.append(kind.value)
+    words.append(kind)
     previous = "fresh" if report.fresh else _generation(report.previous_generation)
     words.append(f"gen {previous}->{_generation(report.written_generation)}")
     words.append(_size(report.payload_bytes))

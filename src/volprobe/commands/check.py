@@ -21,24 +21,26 @@ import shlex
 import sys
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TextIO
 
 import httpx
 
-from volprobe import __version__
+from volprobe import __version__, kinds
 from volprobe.commands.cleanup import delete_owned
-from volprobe.contract.reasons import Kind, Phase, SkipReason
+from volprobe.contract.reasons import Phase, SkipReason
+from volprobe.model import kind as kind_model
 from volprobe.model import nodes
 from volprobe.model.manifests import DEFAULT_AGENT_IMAGE, SELECTOR, AgentImage, pod_name
-from volprobe.model.runs import Outcome
-from volprobe.model.slots import Target
-from volprobe.model.spec import ProbeSpec, Timeouts, parse
+from volprobe.model.outcome import Outcome
+from volprobe.model.runs import RunRequest
+from volprobe.model.spec import ProbeSpec, Timeouts, parse_probe
+from volprobe.model.targets import Target
 from volprobe.runtime.budget import ApiBudget, BudgetConfig
 from volprobe.runtime.caches import PROBES_PATH, Caches
-from volprobe.runtime.engine import Engine, RunRequest
+from volprobe.runtime.engine import Engine, RunnableKind
 from volprobe.runtime.kube import ApiError, ConfigError, KubeClient, load_config
 
 OUTPUT_VERSION = 1
@@ -97,13 +99,13 @@ def spec_from_args(args: argparse.Namespace, probe_object: dict[str, Any] | None
     """The probe to run: an existing StorageProbe's spec, or defaults for the class given."""
     name = f"check-{uuid.uuid4().hex[:6]}"
     if probe_object is not None:
-        spec = parse(probe_object)
+        spec = parse_probe(probe_object)
     else:
         spec = ProbeSpec(name=name, uid="", generation=0, storage_class=args.storage_class)
     # No UID: the check's objects are not owned by the StorageProbe (they must outlive nothing).
-    spec = replace(
-        spec, name=name, uid="", provision_enabled=not args.no_provision, mount_enabled=not args.no_mount
-    )
+    switched_off = {"provision"} if args.no_provision else set()
+    switched_off |= {"mount"} if args.no_mount else set()
+    spec = replace(spec, name=name, uid="", disabled_kinds=spec.disabled_kinds | switched_off)
     if args.node:
         terms = (
             {"matchFields": [{"key": "metadata.name", "operator": "In", "values": [node]}]}
@@ -157,35 +159,35 @@ class Check:
         self.result.seconds = time.monotonic() - started
         return self.result
 
-    def _plan(self) -> list[Any]:
+    def _plan(self) -> list[Coroutine[Any, Any, None]]:
+        """One job per target of every enabled kind; per-node kinds run `mount_runs` times."""
         now = time.time()
-        selected = [n for n in self.caches.all_nodes() if nodes.selected(self.spec.node_selector_terms, n)]
+        by_name = {node.name: node for node in self.caches.all_nodes()}
+        selected = sorted(
+            name for name, node in by_name.items() if nodes.selected(self.spec.node_selector_terms, node)
+        )
         if not selected:
             raise CheckError("no node matches the probe's node selector")
-        eligible = []
-        for node in sorted(selected, key=lambda n: n.name):
-            reason = nodes.skip_reason(
-                node, tolerations=self.spec.pod.tolerations, grace=self.spec.node_grace, now=now
-            )
-            if reason is None:
-                eligible.append(node.name)
-            else:
-                self.result.skipped[node.name] = reason
+        for name in selected:
+            reason = kind_model.node_skip(self.spec, by_name[name], now)
+            if reason is not None:
+                self.result.skipped[name] = reason
         jobs = []
-        if self.spec.provision_enabled and eligible:
-            target = Target(self.spec.name, Kind.PROVISION)
-            avoid = tuple(sorted(self.result.skipped))
-            jobs.append(self._runs(target, 1, avoid))
-        if self.spec.mount_enabled:
-            jobs += [
-                self._runs(Target(self.spec.name, Kind.MOUNT, node), self.mount_runs, ()) for node in eligible
-            ]
+        for kind in kinds.REGISTRY:
+            per_node = kind.placement is kind_model.Placement.PER_NODE
+            for target in kind_model.targets(kind, self.spec, selected):
+                ready = kind_model.readiness(
+                    kind.placement, self.spec, target, selected=selected, all_nodes=by_name, now=now
+                )
+                if ready.skip is None:
+                    runs = self.mount_runs if per_node else 1
+                    jobs.append(self._runs(kind, target, runs, ready.avoid_nodes))
         return jobs
 
-    async def _runs(self, target: Target, count: int, avoid: tuple[str, ...]) -> None:
+    async def _runs(self, kind: RunnableKind, target: Target, count: int, avoid: tuple[str, ...]) -> None:
         for index in range(count):
-            name = pod_name(target, f"{int(time.time()):x}{index}")
-            outcome = await self.engine.execute(RunRequest(self.spec, target, name, avoid_nodes=avoid))
+            name = pod_name(target, kind.short, f"{int(time.time()):x}{index}")
+            outcome = await kind.execute(RunRequest(self.spec, target, name, avoid_nodes=avoid), self.engine)
             self.result.outcomes.append(outcome)
             self._say(
                 f"{_where(outcome)}: {outcome.result.value}"
@@ -199,7 +201,7 @@ class Check:
         while True:
             await asyncio.sleep(5)
             running = ", ".join(
-                f"{tracker.target.kind.value} {tracker.node or '-'}: {tracker.stage.value}"
+                f"{tracker.target.kind} {tracker.node or '-'}: {tracker.stage.value}"
                 for tracker in self.engine.in_flight.values()
             )
             if running:
@@ -228,7 +230,7 @@ def _value(member: Phase | Any | None) -> str:
 
 
 def _where(outcome: Outcome) -> str:
-    return f"{outcome.target.kind.value} {outcome.node or '-'}"
+    return f"{outcome.target.kind} {outcome.node or '-'}"
 
 
 def render_table(result: CheckResult) -> str:
@@ -247,14 +249,14 @@ def render_table(result: CheckResult) -> str:
         "MESSAGE",
     )
     rows: list[tuple[str, ...]] = [header]
-    for outcome in sorted(result.outcomes, key=lambda o: (o.target.kind.value, o.node, o.started)):
+    for outcome in sorted(result.outcomes, key=lambda o: (o.target.kind, o.node, o.started)):
         times = [
             outcome.durations.get(phase)
             for phase in (Phase.PROVISION, Phase.SCHEDULE, Phase.MOUNT, Phase.IO, Phase.CLEANUP)
         ]
         rows.append(
             (
-                outcome.target.kind.value,
+                outcome.target.kind,
                 outcome.node or "-",
                 outcome.result.value,
                 _value(outcome.phase) or "-",
@@ -291,7 +293,7 @@ def to_json(result: CheckResult) -> dict[str, Any]:
         "seconds": round(result.seconds, 3),
         "runs": [
             {
-                "kind": o.target.kind.value,
+                "kind": o.target.kind,
                 "node": o.node,
                 "pod": o.run,
                 "result": o.result.value,
@@ -310,7 +312,7 @@ def to_json(result: CheckResult) -> dict[str, Any]:
                     "p99Seconds": {op: s.p99 for op, s in o.report.ops.items()},
                 },
             }
-            for o in sorted(result.outcomes, key=lambda o: (o.target.kind.value, o.node, o.started))
+            for o in sorted(result.outcomes, key=lambda o: (o.target.kind, o.node, o.started))
         ],
         "skipped": [{"node": n, "reason": r.value} for n, r in sorted(result.skipped.items())],
     }

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from volprobe import __version__
+from volprobe import __version__, kinds
 from volprobe.model.manifests import AgentImage
 from volprobe.runtime.budget import ApiBudget, BudgetConfig
 from volprobe.runtime.controller import Controller, ControllerConfig, Health
@@ -108,7 +108,7 @@ async def run(args: argparse.Namespace) -> None:
         status_interval=args.status_interval,
         probe_selector=args.probe_selector,
     )
-    controller = asyncio.create_task(Controller(client, config, metrics, health).run())
+    controller = asyncio.create_task(Controller(client, config, metrics, health, kinds.BY_NAME).run())
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, controller.cancel)

@@ -5,7 +5,7 @@ pod's status, where the controller's pod watch already sees it. No HTTP receiver
 no extra requests. The kubelet truncates termination messages at 4096 bytes, so the encoding is
 compact JSON with short keys and the encoder guarantees the limit.
 
-Both sides import this module, so it depends on the standard library only. `parse()` is the
+Both sides import this module, so it depends on the standard library only. `decode_report()` is the
 controller's side and never raises: anything it cannot trust becomes `bad_report`.
 
 Schema version 1 (documented in docs/report.md)::
@@ -190,7 +190,7 @@ class ReportError(ValueError):
     """The report cannot be trusted; the message says why (for logs and Events, not labels)."""
 
 
-def parse(text: str | bytes | None) -> Report:
+def decode_report(text: str | bytes | None) -> Report:
     """Decode a report written by the agent. Raises ReportError only; never anything else.
 
     Callers turn ReportError into a `bad_report` failure. Every field is type-checked because the

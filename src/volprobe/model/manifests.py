@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from volprobe import __version__
-from volprobe.contract.reasons import Kind
-from volprobe.model.slots import Target
+from volprobe.contract.pod import AGENT_UID, DEVICE_PATH, MOUNT_PATH, NODE_FIELD, RESULT_FILE, Env, Invocation
 from volprobe.model.spec import API_GROUP, API_VERSION, KIND, ProbeSpec
+from volprobe.model.targets import Target
 
 MANAGED_BY = "app.kubernetes.io/managed-by"
 MANAGER = "volprobe"
@@ -27,16 +27,12 @@ ANNOTATION_NODE = "volprobe.io/node"
 ANNOTATION_RUN = "volprobe.io/run"
 ANNOTATION_PROBE_UID = "volprobe.io/probe-uid"
 ANNOTATION_GENERATION = "volprobe.io/generation"
-"""On a mount claim: the generation the last successful run wrote (what the next must find)."""
+"""On a long-lived claim: the generation the last successful run wrote (what the next must find)."""
 
 SELECTOR = f"{MANAGED_BY}={MANAGER}"
 DEFAULT_AGENT_IMAGE = f"docker.io/volprobe/volprobe:{__version__}"
 """The image built from this source (Containerfile); the Helm chart and `check` default to it."""
 VOLUME_NAME = "volume"
-MOUNT_PATH = "/volume"
-DEVICE_PATH = "/dev/volprobe"
-PROBE_UID = 65532
-"""The agent runs as this unprivileged user (the conventional "nonroot" uid)."""
 
 
 @dataclass(frozen=True)
@@ -53,20 +49,23 @@ def node_hash(node: str) -> str:
     return hashlib.sha256(node.encode()).hexdigest()[:10]
 
 
-def claim_name(probe: str, node: str) -> str:
-    """The long-lived claim of a mount probe on one node."""
+def node_claim_name(probe: str, node: str) -> str:
+    """The long-lived claim a probe keeps on one node."""
     return f"vp-{probe}-{node_hash(node)}"
 
 
-def pod_name(target: Target, slot: str) -> str:
-    """One pod per run; at most 63 characters with a 40-character probe name."""
-    if target.kind is Kind.PROVISION:
-        return f"vp-{target.probe}-p-{slot}"
-    return f"vp-{target.probe}-m-{node_hash(target.node)[:8]}-{slot}"
+def pod_name(target: Target, short: str, slot: str) -> str:
+    """One pod per run; at most 63 characters with a 40-character probe name.
+
+    `short` is the kind's abbreviation; per-node targets add a hash of their node.
+    """
+    if not target.node:
+        return f"vp-{target.probe}-{short}-{slot}"
+    return f"vp-{target.probe}-{short}-{node_hash(target.node)[:8]}-{slot}"
 
 
 def labels(target: Target) -> dict[str, str]:
-    found = {MANAGED_BY: MANAGER, LABEL_PROBE: target.probe, LABEL_KIND: target.kind.value}
+    found = {MANAGED_BY: MANAGER, LABEL_PROBE: target.probe, LABEL_KIND: target.kind}
     if target.node:
         found[LABEL_NODE_HASH] = node_hash(target.node)
     return found
@@ -97,16 +96,10 @@ def target_of(meta_labels: Mapping[str, str], annotations: Mapping[str, str]) ->
     if meta_labels.get(MANAGED_BY) != MANAGER:
         return None
     probe = meta_labels.get(LABEL_PROBE)
-    try:
-        kind = Kind(meta_labels.get(LABEL_KIND, ""))
-    except ValueError:
+    kind = meta_labels.get(LABEL_KIND)
+    if not probe or not kind:
         return None
-    if not probe:
-        return None
-    node = annotations.get(ANNOTATION_NODE, "") if kind is Kind.MOUNT else ""
-    if kind is Kind.MOUNT and not node:
-        return None
-    return Target(probe, kind, node)
+    return Target(probe, kind, annotations.get(ANNOTATION_NODE, ""))
 
 
 def _claim_spec(spec: ProbeSpec) -> dict[str, Any]:
@@ -118,16 +111,16 @@ def _claim_spec(spec: ProbeSpec) -> dict[str, Any]:
     }
 
 
-def mount_claim(spec: ProbeSpec, node: str, namespace: str) -> dict[str, Any]:
-    target = Target(spec.name, Kind.MOUNT, node)
+def lasting_claim(spec: ProbeSpec, target: Target, name: str, namespace: str) -> dict[str, Any]:
+    """A claim that outlives runs (a node's volume that each run verifies and rewrites)."""
     return {
         "apiVersion": "v1",
         "kind": "PersistentVolumeClaim",
         "metadata": {
-            "name": claim_name(spec.name, node),
+            "name": name,
             "namespace": namespace,
             "labels": labels(target),
-            "annotations": {ANNOTATION_NODE: node, ANNOTATION_PROBE_UID: spec.uid},
+            "annotations": {ANNOTATION_NODE: target.node, ANNOTATION_PROBE_UID: spec.uid},
             "ownerReferences": owner_references(spec),
         },
         "spec": _claim_spec(spec),
@@ -139,7 +132,7 @@ MAX_AVOIDED_NODES = 100
 
 
 def _node_affinity(spec: ProbeSpec, target: Target, avoid_nodes: Sequence[str]) -> dict[str, Any]:
-    if target.kind is Kind.MOUNT:
+    if target.node:
         # Pin by the node's name (matchFields), not its hostname label: the two differ on some
         # clouds, and the label can be changed by anyone who can edit the node.
         terms: list[Mapping[str, Any]] = [
@@ -152,7 +145,7 @@ def _node_affinity(spec: ProbeSpec, target: Target, avoid_nodes: Sequence[str]) 
             {**term, "matchExpressions": [*term.get("matchExpressions", []), linux]}
             for term in (spec.node_selector_terms or [{}])
         ]
-    if avoid_nodes and target.kind is Kind.PROVISION:
+    if avoid_nodes and not target.node:
         # Keep the provision probe off nodes we skip (just rebooted, too new): the scheduler
         # would happily use them and turn their hiccups into provisioning failures.
         # Node field selectors take one value per requirement; requirements of a term are ANDed.
@@ -171,10 +164,15 @@ def probe_pod(
     name: str,
     namespace: str,
     agent: AgentImage,
+    claim: str | None = None,
     expect_generation: int | None = None,
     avoid_nodes: Sequence[str] = (),
 ) -> dict[str, Any]:
     """The pod of one run: mounts the volume, runs the agent, reports via its termination message.
+
+    `claim` names an existing claim to mount (a per-node kind's long-lived volume); without it
+    the pod brings a new generic ephemeral volume of the class (a provision run). A target with a
+    node is pinned to it; one without may land on any selected node but those in `avoid_nodes`.
 
     - `activeDeadlineSeconds` makes the kubelet kill a pod whose run overstays, even while the
       controller is down: nothing we start can hang forever.
@@ -182,35 +180,30 @@ def probe_pod(
     - Requests and limits always set (pod defaults come from the StorageProbe's schema).
     """
     timeouts = spec.timeouts
-    env = [
-        {"name": "VOLPROBE_RUN_ID", "value": name},
-        {"name": "VOLPROBE_PROBE", "value": spec.name},
-        {"name": "VOLPROBE_KIND", "value": target.kind.value},
-        {"name": "VOLPROBE_STORAGE_CLASS", "value": spec.storage_class},
-        {"name": "VOLPROBE_NODE", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
+    invocation = Invocation(
+        kind=target.kind,
+        run_id=name,
+        probe=spec.name,
+        storage_class=spec.storage_class,
+        block_device=spec.volume.block,
+        deadline=timeouts.agent_deadline,
+        payload_bytes=spec.payload_bytes,
+        block_bytes=spec.block_bytes,
+        expect_generation=expect_generation,
+    )
+    env: list[dict[str, Any]] = [
+        {"name": key, "value": value} for key, value in invocation.environment().items()
     ]
-    if expect_generation is not None:
-        env.append({"name": "VOLPROBE_EXPECT_GENERATION", "value": str(expect_generation)})
-    where = ["--device", DEVICE_PATH] if spec.volume.block else ["--path", MOUNT_PATH]
+    env.append({"name": Env.NODE, "valueFrom": {"fieldRef": {"fieldPath": NODE_FIELD}}})
     container: dict[str, Any] = {
         "name": "agent",
         "image": agent.image,
         "imagePullPolicy": agent.pull_policy,
         "command": [*agent.command],
-        "args": [
-            "probe",
-            target.kind.value,
-            *where,
-            "--deadline",
-            str(timeouts.agent_deadline),
-            "--payload-bytes",
-            str(spec.payload_bytes),
-            "--block-bytes",
-            str(spec.block_bytes),
-        ],
+        "args": invocation.args(),
         "env": env,
         "resources": dict(spec.pod.resources),
-        "terminationMessagePath": "/dev/termination-log",
+        "terminationMessagePath": RESULT_FILE,
         "terminationMessagePolicy": "File",
         "securityContext": {
             "allowPrivilegeEscalation": False,
@@ -222,11 +215,8 @@ def probe_pod(
         container["volumeDevices"] = [{"name": VOLUME_NAME, "devicePath": DEVICE_PATH}]
     else:
         container["volumeMounts"] = [{"name": VOLUME_NAME, "mountPath": MOUNT_PATH}]
-    if target.kind is Kind.MOUNT:
-        volume: dict[str, Any] = {
-            "name": VOLUME_NAME,
-            "persistentVolumeClaim": {"claimName": claim_name(spec.name, target.node)},
-        }
+    if claim is not None:
+        volume: dict[str, Any] = {"name": VOLUME_NAME, "persistentVolumeClaim": {"claimName": claim}}
     else:
         volume = {
             "name": VOLUME_NAME,
@@ -236,7 +226,7 @@ def probe_pod(
         }
     # A raw device node is root-owned inside the container; the agent needs uid 0 to open it
     # (with every capability still dropped). Filesystem volumes are written as an unprivileged user.
-    user = 0 if spec.volume.block else PROBE_UID
+    user = 0 if spec.volume.block else AGENT_UID
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
         "activeDeadlineSeconds": int(timeouts.schedule + timeouts.mount + timeouts.io + 30),
@@ -249,7 +239,7 @@ def probe_pod(
             "runAsUser": user,
             "runAsGroup": user,
             "runAsNonRoot": user != 0,
-            "fsGroup": PROBE_UID,
+            "fsGroup": AGENT_UID,
             "fsGroupChangePolicy": "OnRootMismatch",
             "seccompProfile": {"type": "RuntimeDefault"},
         },

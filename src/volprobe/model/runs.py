@@ -14,12 +14,13 @@ scheduling, image pulls and storage into one "start" time does not happen.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
-from volprobe.contract.reasons import Kind, Phase, Reason, Result, SkipReason
-from volprobe.contract.report import Report, ReportError, parse
-from volprobe.model.slots import Target
-from volprobe.model.spec import Timeouts
+from volprobe.contract.reasons import Phase, Reason, Result, SkipReason
+from volprobe.contract.report import Report, ReportError, decode_report
+from volprobe.model.outcome import Outcome
+from volprobe.model.spec import ProbeSpec, Timeouts
+from volprobe.model.targets import Target
 from volprobe.model.views import ClaimView, EventView, PodView, VolumeView
 
 IMAGE_WAITING_REASONS = frozenset(
@@ -69,6 +70,7 @@ class Verdict:
     phase: Phase | None = None
     reason: Reason | None = None
     message: str = ""
+    skip: SkipReason | None = None
 
     @property
     def passed(self) -> bool:
@@ -76,51 +78,15 @@ class Verdict:
 
 
 @dataclass(frozen=True)
-class Outcome:
-    """What one run found; everything metrics, status and Events need."""
+class RunRequest:
+    """An order to run a target once: what the planner hands the executor (and `check` the engine)."""
 
+    spec: ProbeSpec
     target: Target
-    run: str
-    result: Result
-    phase: Phase | None
-    reason: Reason | None
-    message: str
-    node: str
-    started: float
-    finished: float
-    durations: dict[Phase, float] = field(default_factory=dict)
-    report: Report | None = None
-    skip: SkipReason | None = None
-
-    @property
-    def passed(self) -> bool:
-        return self.result is Result.SUCCESS
-
-    @property
-    def seconds(self) -> float:
-        return max(0.0, self.finished - self.started)
-
-
-def skipped(target: Target, reason: SkipReason, now: float, run: str = "") -> Outcome:
-    return Outcome(
-        target,
-        run,
-        Result.SKIPPED,
-        None,
-        None,
-        f"skipped: {reason.value}",
-        target.node,
-        now,
-        now,
-        skip=reason,
-    )
-
-
-def failed(
-    target: Target, reason: Reason, phase: Phase, message: str, *, now: float, run: str = ""
-) -> Outcome:
-    """A run that failed before it had any object to follow (missing class, API refusal)."""
-    return Outcome(target, run, Result.FAILURE, phase, reason, message, target.node, now, now)
+    pod_name: str
+    avoid_nodes: tuple[str, ...] = ()
+    adopt: PodView | None = None
+    """An existing pod of this run (after a restart or fail-over): follow it instead of creating."""
 
 
 def classify_stuck(
@@ -168,8 +134,11 @@ class RunTracker:
         created: float,
         *,
         claim_preexisting: bool,
+        keeps_claim: bool = False,
         adopted: bool = False,
     ) -> None:
+        """`keeps_claim`: the claim outlives the run (a per-node kind's long-lived volume), so
+        clean-up waits only for the pod, and a lost claim is a mount-side failure."""
         self.target = target
         self.pod_name = pod_name
         self.claim_name = claim_name
@@ -180,8 +149,10 @@ class RunTracker:
         self.node = target.node
         self.volume_name = ""
         self.require_volume_gone = False
+        self.keeps_claim = keeps_claim
         self._claim_preexisting = claim_preexisting
         self._adopted = adopted
+        self._abort: SkipReason | None = None
         self._claim_seen = False
         self._pod_seen = False
 
@@ -250,15 +221,29 @@ class RunTracker:
         if self.verdict is not None:
             return self.verdict
         self.observe(pod, claim, now)
-        verdict = self._decide(pod, claim, now)
+        verdict = self._aborted() or self._decide(pod, claim, now)
         if verdict is not None:
             self.verdict = verdict
         return verdict
 
+    def abort(self, reason: SkipReason) -> None:
+        """Give the run up as skipped, if it has not reached a node yet.
+
+        A pod waiting for a node while every node it may use is cordoned or NotReady would
+        otherwise sit out its provision or schedule deadline and then be demoted to a skip
+        anyway, holding its slot for minutes; a pod already on a node runs to its end.
+        """
+        self._abort = reason
+
+    def _aborted(self) -> Verdict | None:
+        if self._abort is None or self.milestones.scheduled is not None:
+            return None
+        return Verdict(Result.SKIPPED, None, None, f"skipped: {self._abort.value}", skip=self._abort)
+
     def _decide(self, pod: PodView | None, claim: ClaimView | None, now: float) -> Verdict | None:
         phase = self.current_phase()
         if claim is not None and claim.phase == "Lost":
-            where = Phase.MOUNT if self.target.kind is Kind.MOUNT else Phase.PROVISION
+            where = Phase.MOUNT if self.keeps_claim else Phase.PROVISION
             return Verdict(Result.FAILURE, where, Reason.CLAIM_LOST, f"claim {claim.name} lost its volume")
         if pod is None:
             if self._pod_seen:
@@ -305,7 +290,7 @@ class RunTracker:
             detail = container.terminated_reason or f"exit code {container.exit_code}"
             return Verdict(Result.FAILURE, Phase.IO, Reason.AGENT_FAILED, f"the agent failed: {detail}")
         try:
-            report = parse(container.message)
+            report = decode_report(container.message)
         except ReportError as error:
             return Verdict(Result.FAILURE, Phase.REPORT, Reason.BAD_REPORT, str(error))
         if report.run != self.pod_name:
@@ -322,8 +307,12 @@ class RunTracker:
         return Verdict(report.verdict, report.phase, report.reason, report.detail)
 
     def needs_explaining(self) -> bool:
-        """A deadline verdict whose reason the events must tell (never a passed run)."""
-        return self.verdict is not None and not self.verdict.passed and self.verdict.reason is None
+        """A deadline verdict whose reason the events must tell (never a passed or skipped run)."""
+        return (
+            self.verdict is not None
+            and self.verdict.result in (Result.FAILURE, Result.TIMEOUT)
+            and self.verdict.reason is None
+        )
 
     def explain(
         self, pod: PodView | None, pod_events: Sequence[EventView], claim_events: Sequence[EventView]
@@ -348,7 +337,7 @@ class RunTracker:
         """Everything this run created is gone (for provision runs: pod, claim and volume)."""
         if pod is not None:
             return False
-        if self.target.kind is Kind.MOUNT:
+        if self.keeps_claim:
             return True
         return claim is None and (volume is None or not self.require_volume_gone)
 
@@ -376,19 +365,18 @@ class RunTracker:
                     Reason.CLEANUP_TIMEOUT,
                     f"{' and '.join(left)} still present after the clean-up timeout",
                 )
-        reason = verdict.reason
-        if verdict.result is not Result.SUCCESS and reason is None:
-            reason = Reason.TIMEOUT
+        failed = verdict.result in (Result.FAILURE, Result.TIMEOUT)
         return Outcome(
             target=self.target,
             run=self.pod_name,
             result=verdict.result,
-            phase=verdict.phase if verdict.result is not Result.SUCCESS else None,
-            reason=reason if verdict.result is not Result.SUCCESS else None,
+            phase=verdict.phase if failed else None,
+            reason=(verdict.reason or Reason.TIMEOUT) if failed else None,
             message=verdict.message,
             node=self.node,
             started=self.milestones.created,
             finished=now,
             durations=self.milestones.durations(self.report),
             report=self.report,
+            skip=verdict.skip,
         )

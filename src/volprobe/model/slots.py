@@ -11,26 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import math
-from dataclasses import dataclass
 
-from volprobe.contract.reasons import Kind
-
-
-@dataclass(frozen=True, order=True)
-class Target:
-    """What one run probes: the provision probe (node "") or the mount probe on one node."""
-
-    probe: str
-    kind: Kind
-    node: str = ""
-
-    def __str__(self) -> str:
-        return f"{self.probe}/{self.kind.value}" + (f"/{self.node}" if self.node else "")
+from volprobe.model.targets import Target
 
 
 def offset(probe_uid: str, target: Target, interval: float) -> float:
     """A deterministic position in [0, interval) for this target, uniform over targets."""
-    digest = hashlib.sha256(f"{probe_uid}\0{target.kind.value}\0{target.node}".encode()).digest()
+    digest = hashlib.sha256(f"{probe_uid}\0{target.kind}\0{target.node}".encode()).digest()
     fraction = int.from_bytes(digest[:8], "big") / 2**64
     return fraction * interval
 

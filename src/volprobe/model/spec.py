@@ -89,16 +89,28 @@ class ProbeSpec:
     node_selector_terms: tuple[Mapping[str, Any], ...] = ()
     interval: float = DEFAULT_INTERVAL_SECONDS
     timeouts: Timeouts = field(default_factory=Timeouts)
-    provision_enabled: bool = True
-    mount_enabled: bool = True
+    disabled_kinds: frozenset[str] = frozenset()
+    """Kinds switched off with `spec.<kind>.enabled: false` (every kind runs by default)."""
     node_grace: float = DEFAULT_NODE_GRACE_SECONDS
     volume: Volume = field(default_factory=Volume)
     payload_bytes: int = DEFAULT_IO["payloadBytes"]
     block_bytes: int = DEFAULT_IO["blockBytes"]
     pod: PodSettings = field(default_factory=PodSettings)
 
+    def enables(self, kind: str) -> bool:
+        return kind not in self.disabled_kinds
 
-def parse(obj: Mapping[str, Any]) -> ProbeSpec:
+
+def _disabled_kinds(spec: Mapping[str, Any]) -> frozenset[str]:
+    """`spec.<kind>.enabled: false` for any kind: a new kind needs no parsing code of its own."""
+    return frozenset(
+        str(key)
+        for key, value in spec.items()
+        if isinstance(value, Mapping) and value.get("enabled") is False
+    )
+
+
+def parse_probe(obj: Mapping[str, Any]) -> ProbeSpec:
     """Read a StorageProbe object (as returned by the API server) into a ProbeSpec."""
     metadata = obj.get("metadata") or {}
     spec = obj.get("spec") or {}
@@ -125,8 +137,7 @@ def parse(obj: Mapping[str, Any]) -> ProbeSpec:
                 io=float(timeouts["ioSeconds"]),
                 cleanup=float(timeouts["cleanupSeconds"]),
             ),
-            provision_enabled=bool((spec.get("provision") or {}).get("enabled", True)),
-            mount_enabled=bool((spec.get("mount") or {}).get("enabled", True)),
+            disabled_kinds=_disabled_kinds(spec),
             node_grace=float(spec.get("nodeGracePeriodSeconds", DEFAULT_NODE_GRACE_SECONDS)),
             volume=Volume(
                 size=str(volume["size"]),

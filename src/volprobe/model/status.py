@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from volprobe.contract.reasons import Phase, Reason, SkipReason
-from volprobe.model.runs import Outcome
+from volprobe.model.outcome import Outcome
 
 LIST_LIMIT = 20
 """Failing and skipped nodes listed in status; counts are always complete."""
@@ -33,27 +33,58 @@ def camel(value: str) -> str:
     return "".join(part.capitalize() for part in value.split("_"))
 
 
-@dataclass
+@dataclass(frozen=True)
+class KindState:
+    """What one enabled kind of a probe has found so far."""
+
+    name: str
+    per_node: bool
+    latest: Mapping[str, Outcome] = field(default_factory=dict)
+    """Latest completed (not skipped) outcome per node ("" for kinds that are not per node)."""
+    last_success: float | None = None
+
+
+@dataclass(frozen=True)
 class ProbeState:
     """What the controller knows about one StorageProbe right now."""
 
     generation: int
     class_exists: bool
-    provision_enabled: bool
-    mount_enabled: bool
+    kinds: tuple[KindState, ...] = ()
+    """The enabled kinds, in registry order."""
     selected_nodes: frozenset[str] = frozenset()
     skipped: Mapping[str, SkipReason] = field(default_factory=dict)
-    mounts: Mapping[str, Outcome] = field(default_factory=dict)
-    """Latest completed (not skipped) mount outcome per node."""
-    provision: Outcome | None = None
-    last_provision_success: float | None = None
-    last_mount_success: float | None = None
+    """Selected nodes skipped now, and why."""
+
+    @property
+    def node_kinds(self) -> tuple[KindState, ...]:
+        return tuple(kind for kind in self.kinds if kind.per_node)
+
+    @property
+    def probe_kinds(self) -> tuple[KindState, ...]:
+        """Kinds with one target per probe (a provision probe, say)."""
+        return tuple(kind for kind in self.kinds if not kind.per_node)
+
+
+def _on_node(state: ProbeState, node: str) -> list[tuple[str, Outcome]]:
+    return [(kind.name, kind.latest[node]) for kind in state.node_kinds if node in kind.latest]
+
+
+def _probed_nodes(state: ProbeState) -> list[str]:
+    """Selected nodes some per-node kind is meant to probe now."""
+    if not state.node_kinds:
+        return []
+    return [n for n in state.selected_nodes if n not in state.skipped]
+
+
+def _failing_nodes(state: ProbeState) -> list[str]:
+    return sorted(n for n in _probed_nodes(state) if any(not o.passed for _, o in _on_node(state, n)))
 
 
 def node_counts(state: ProbeState) -> dict[str, int]:
-    probed = [n for n in state.selected_nodes if n not in state.skipped] if state.mount_enabled else []
-    passing = sum(1 for n in probed if n in state.mounts and state.mounts[n].passed)
-    failing = sum(1 for n in probed if n in state.mounts and not state.mounts[n].passed)
+    probed = _probed_nodes(state)
+    failing = len(_failing_nodes(state))
+    passing = sum(1 for n in probed if (found := _on_node(state, n)) and all(o.passed for _, o in found))
     return {
         "selected": len(state.selected_nodes),
         "passing": passing,
@@ -107,26 +138,38 @@ def _condition(
     }
 
 
+def _first_failure(state: ProbeState, node: str) -> tuple[str, Outcome]:
+    return next((kind, o) for kind, o in _on_node(state, node) if not o.passed)
+
+
 def _failure_summary(state: ProbeState, failing_nodes: list[str]) -> tuple[str, str]:
     """(reason, message) for the Degraded condition: the most frequent failure reason wins."""
     reasons: Counter[str] = Counter()
     parts = []
-    provision = state.provision
-    if state.provision_enabled and provision is not None and not provision.passed:
-        reasons[_value(provision.reason)] += 1
-        detail = f" ({provision.message})" if provision.message else ""
-        parts.append(
-            f"provision probe: {_value(provision.reason)} in phase {_value(provision.phase)}{detail}"
-        )
+    for kind in state.probe_kinds:
+        outcome = kind.latest.get("")
+        if outcome is None or outcome.passed:
+            continue
+        reasons[_value(outcome.reason)] += 1
+        detail = f" ({outcome.message})" if outcome.message else ""
+        parts.append(f"{kind.name} probe: {_value(outcome.reason)} in phase {_value(outcome.phase)}{detail}")
     if failing_nodes:
-        reasons.update(_value(state.mounts[node].reason) for node in failing_nodes)
-        shown = ", ".join(f"{n} ({_value(state.mounts[n].reason)})" for n in failing_nodes[:5])
+        first = {node: _first_failure(state, node) for node in failing_nodes}
+        reasons.update(_value(outcome.reason) for _, outcome in first.values())
+        shown = ", ".join(f"{n} ({_value(first[n][1].reason)})" for n in failing_nodes[:5])
         more = f" and {len(failing_nodes) - 5} more" if len(failing_nodes) > 5 else ""
-        first = state.mounts[failing_nodes[0]]
-        detail = f"; {failing_nodes[0]}: {first.message}" if first.message else ""
-        parts.append(f"mount probe failing on {len(failing_nodes)} node(s): {shown}{more}{detail}")
+        kinds = "/".join(sorted({kind for kind, _ in first.values()}))
+        example = first[failing_nodes[0]][1]
+        detail = f"; {failing_nodes[0]}: {example.message}" if example.message else ""
+        parts.append(f"{kinds} probe failing on {len(failing_nodes)} node(s): {shown}{more}{detail}")
     reason = reasons.most_common(1)[0][0] if reasons else ""
     return camel(reason or "failing"), "; ".join(parts)
+
+
+def _latest(kind: KindState, selected: frozenset[str]) -> Outcome | None:
+    """The kind's newest outcome (of a node the probe still covers, for per-node kinds)."""
+    found = [o for node, o in kind.latest.items() if not kind.per_node or node in selected]
+    return max(found, key=lambda o: o.finished, default=None)
 
 
 def build(state: ProbeState, previous: Mapping[str, Any] | None, now: float) -> dict[str, Any]:
@@ -135,13 +178,10 @@ def build(state: ProbeState, previous: Mapping[str, Any] | None, now: float) -> 
         c.get("type"): c for c in (previous or {}).get("conditions", []) if isinstance(c, dict)
     }
     counts = node_counts(state)
-    failing_nodes = sorted(
-        n
-        for n in state.selected_nodes
-        if state.mount_enabled and n not in state.skipped and n in state.mounts and not state.mounts[n].passed
-    )
-    provision_failing = bool(state.provision_enabled and state.provision and not state.provision.passed)
-    provision_passing = bool(state.provision_enabled and state.provision and state.provision.passed)
+    failing_nodes = _failing_nodes(state)
+    probe_results = [(kind.name, kind.latest.get("")) for kind in state.probe_kinds]
+    any_probe_failing = any(o is not None and not o.passed for _, o in probe_results)
+    any_probe_passing = any(o is not None and o.passed for _, o in probe_results)
 
     if not state.class_exists:
         ready = (
@@ -150,19 +190,19 @@ def build(state: ProbeState, previous: Mapping[str, Any] | None, now: float) -> 
             "the StorageClass does not exist; probing starts when it appears",
         )
         degraded = (True, "StorageClassNotFound", ready[2])
-    elif not state.provision_enabled and not state.mount_enabled:
-        ready = (False, "Paused", "both the provision and the mount probes are disabled")
+    elif not state.kinds:
+        ready = (False, "Paused", "every kind of probe is disabled")
         degraded = (False, "Paused", ready[2])
-    elif provision_failing or failing_nodes:
+    elif any_probe_failing or failing_nodes:
         reason, message = _failure_summary(state, failing_nodes)
         ready = (False, "ProbesFailing", message)
         degraded = (True, reason, message)
-    elif provision_passing or counts["passing"]:
+    elif any_probe_passing or counts["passing"]:
         message = f"{counts['passing']}/{counts['selected']} nodes passing"
         if counts["skipped"]:
             message += f", {counts['skipped']} skipped"
-        if state.provision_enabled:
-            message += "; provisioning works" if provision_passing else "; provision probe pending"
+        for name, outcome in probe_results:
+            message += f"; {name} probe passes" if outcome is not None else f"; {name} probe pending"
         ready = (True, "ProbesPassing", message)
         degraded = (False, "ProbesPassing", message)
     else:
@@ -192,28 +232,16 @@ def build(state: ProbeState, previous: Mapping[str, Any] | None, now: float) -> 
         ],
         "nodes": counts,
         "failingNodes": [
-            {
-                "node": n,
-                "phase": _value(state.mounts[n].phase),
-                "reason": _value(state.mounts[n].reason),
-                "time": rfc3339(state.mounts[n].finished),
-            }
-            for n in failing_nodes[:LIST_LIMIT]
+            {"node": n, "phase": _value(o.phase), "reason": _value(o.reason), "time": rfc3339(o.finished)}
+            for n, o in ((n, _first_failure(state, n)[1]) for n in failing_nodes[:LIST_LIMIT])
         ],
         "skippedNodes": [
             {"node": n, "reason": state.skipped[n].value}
             for n in sorted(n for n in state.selected_nodes if n in state.skipped)[:LIST_LIMIT]
         ],
     }
-    provision = _last(state.provision, state.last_provision_success) if state.provision_enabled else None
-    if provision:
-        status["provision"] = provision
-    latest_mount = max(
-        (o for n, o in state.mounts.items() if n in state.selected_nodes),
-        key=lambda o: o.finished,
-        default=None,
-    )
-    mount = _last(latest_mount, state.last_mount_success) if state.mount_enabled else None
-    if mount:
-        status["mount"] = mount
+    for kind in state.kinds:
+        last = _last(_latest(kind, state.selected_nodes), kind.last_success)
+        if last:
+            status[kind.name] = last
     return status

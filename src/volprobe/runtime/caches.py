@@ -113,6 +113,11 @@ class Caches:
 
         return notify
 
+    def nudge(self, key: str) -> None:
+        """Wake whoever waits on this object although it did not change (an aborted run)."""
+        for waiter in self._waiters.get(key, ()):
+            waiter.set()
+
     def _on_topology(self, _event: str, _key: str, _old: Any, _new: Any) -> None:
         self.changed.set()
 

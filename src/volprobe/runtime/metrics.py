@@ -19,7 +19,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal, TypeVar
+from typing import Literal
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 from prometheus_client.core import HistogramMetricFamily, Metric
@@ -28,7 +28,7 @@ from prometheus_client.registry import Collector
 from volprobe import __version__
 from volprobe.contract.reasons import Result
 from volprobe.contract.report import IO_OPS, LATENCY_BUCKETS
-from volprobe.model.runs import Outcome
+from volprobe.model.outcome import Outcome
 
 # `_created` samples would double the number of series and nothing reads them. The switch is
 # process-wide; volprobe is the only exporter in its processes.
@@ -183,8 +183,6 @@ METRICS: tuple[MetricSpec, ...] = (
 )
 
 Labels = tuple[str, ...]
-KindName = TypeVar("KindName", bound=str)
-"""A kind's label value: `reasons.Kind` members or the plain names kind modules register."""
 Instrument = Counter | Gauge | Histogram
 
 
@@ -282,7 +280,7 @@ class ProbeMetrics(Collector):
         """Count one finished run (success, failure, timeout or skip)."""
         target = outcome.target
         node = target.node
-        base = (target.probe, storage_class, node, str(target.kind))
+        base = (target.probe, storage_class, node, target.kind)
         self._counters[RUNS].labels(*base, outcome.result.value).inc()
         self._gauges[LAST_RUN].labels(*base).set(outcome.finished)
         if outcome.result is Result.SKIPPED:
@@ -301,9 +299,7 @@ class ProbeMetrics(Collector):
             if _read(streak, CONSECUTIVE_FAILURES.name) == 1:
                 self._gauges[FAILING_SINCE].labels(*base).set(outcome.finished)
         for phase, seconds in outcome.durations.items():
-            self._histograms[PHASE_DURATION].labels(storage_class, str(target.kind), phase.value).observe(
-                seconds
-            )
+            self._histograms[PHASE_DURATION].labels(storage_class, target.kind, phase.value).observe(seconds)
         report = outcome.report
         if report is None:
             return
@@ -326,9 +322,9 @@ class ProbeMetrics(Collector):
         for state, value in counts.items():
             self._gauges[NODES].labels(probe, storage_class, state).set(value)
 
-    def set_in_flight(self, counts: Mapping[tuple[str, KindName], int]) -> None:
+    def set_in_flight(self, counts: Mapping[tuple[str, str], int]) -> None:
         """Replace every in-flight series: (probe, kind) pairs that no longer exist disappear."""
-        self._replace(IN_FLIGHT, {(probe, str(kind)): float(n) for (probe, kind), n in counts.items()})
+        self._replace(IN_FLIGHT, {(probe, kind): float(n) for (probe, kind), n in counts.items()})
 
     def set_intervals(self, intervals: dict[str, tuple[str, float]]) -> None:
         """probe -> (storage class, interval); replaces every series."""

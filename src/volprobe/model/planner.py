@@ -1,0 +1,571 @@
+"""Everything the leader decides, as a pure class: what the caches show and the time in, actions out.
+
+The controller used to decide and act in one object; now the decisions live here and the
+executor (`volprobe.runtime.executor`) only carries them out. That split is what lets every
+policy — slots and jitter, one run in flight per target, skips and demotion, drops when a
+probe or node changes, adoption after a restart, the sweep of leftovers, status pacing — be
+tested with plain data and a fake clock, while the integration tests prove the wiring.
+
+The planner never performs I/O and never awaits. It is driven by four calls:
+
+* `start(world)` once leadership begins: adopt the runs a previous leader left in flight;
+* `tick(world)` whenever something changed or a slot is due (`wake_at`);
+* `finished(target, run, outcome, world)` when the executor's run of a target ended;
+* `status_written` / `status_failed` when a status write it asked for came back.
+
+Each returns the `Action`s to carry out, in order. A target has at most one run in flight; a
+slot that arrives while it runs is folded into it (the run's own deadlines end it), so nothing
+queues behind a hung run. Runs are counted only through `finished`, after the executor saw the
+run to its end, which is how a restart or fail-over counts each run once.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from volprobe.contract.reasons import Phase, Reason, Result, SkipReason
+from volprobe.model import nodes, status
+from volprobe.model.kind import Placement, ProbeKind, node_skip, readiness, targets
+from volprobe.model.manifests import pod_name, target_of
+from volprobe.model.outcome import Outcome, demote_if_node_unwell, failed, skipped
+from volprobe.model.runs import RunRequest
+from volprobe.model.slots import next_slot, offset, slot_id
+from volprobe.model.spec import ProbeSpec
+from volprobe.model.targets import Target
+from volprobe.model.views import ClaimView, ClassView, NodeView, PodView
+
+log = logging.getLogger(__name__)
+
+LEFTOVER_AGE = 60.0
+"""A pod of a live target that no run follows is deleted once it is this old (seconds)."""
+
+
+# -- what the planner sees -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class World:
+    """A snapshot of what the caches hold, and the time. Read-only for the planner."""
+
+    now: float
+    probes: Mapping[str, ProbeSpec]
+    """The StorageProbes this controller handles, parsed (unreadable ones are left out)."""
+    classes: Mapping[str, ClassView]
+    nodes: Mapping[str, NodeView]
+    pods: Collection[PodView] = ()
+    """Our pods (volprobe's label, our namespace)."""
+    claims: Collection[ClaimView] = ()
+    """Our claims."""
+    statuses: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    """The status each probe has on the API server (seeds condition transition times)."""
+
+
+# -- what the planner asks for -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Launch:
+    """Start (or, with `request.adopt`, follow) a run; report its end through `finished`."""
+
+    request: RunRequest
+
+
+@dataclass(frozen=True)
+class Abort:
+    """Give up a run that has not reached a node; it ends as a skip with this reason."""
+
+    target: Target
+    reason: SkipReason
+
+
+@dataclass(frozen=True)
+class Stop:
+    """Stop following the run of a target that no longer exists; it is never counted."""
+
+    target: Target
+
+
+@dataclass(frozen=True)
+class Delete:
+    """Delete one of our objects in our namespace (pods, persistentvolumeclaims)."""
+
+    resource: str
+    name: str
+
+
+@dataclass(frozen=True)
+class Count:
+    """A run is over: count it (metrics) and log it."""
+
+    outcome: Outcome
+    storage_class: str
+
+
+@dataclass(frozen=True)
+class SetSkipped:
+    """A node of a probe is skipped for this reason now (None: no longer skipped)."""
+
+    probe: str
+    node: str
+    reason: SkipReason | None
+
+
+@dataclass(frozen=True)
+class Forget:
+    """Drop every metric series of a probe, or of one of its nodes ("" for per-probe kinds)."""
+
+    probe: str
+    node: str | None = None
+
+
+@dataclass(frozen=True)
+class Emit:
+    """Record a Kubernetes Event on the probe."""
+
+    spec: ProbeSpec
+    type: str
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class SetNodeCounts:
+    probe: str
+    storage_class: str
+    counts: Mapping[str, int]
+
+
+@dataclass(frozen=True)
+class WriteStatus:
+    """Apply this status document; answer with `status_written` or `status_failed`."""
+
+    probe: str
+    document: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Publish:
+    """The gauges that describe the planner itself: runs in flight and intervals."""
+
+    in_flight: Mapping[tuple[str, str], int]
+    intervals: Mapping[str, tuple[str, float]]
+
+
+Action = (
+    Launch
+    | Abort
+    | Stop
+    | Delete
+    | Count
+    | SetSkipped
+    | Forget
+    | Emit
+    | SetNodeCounts
+    | WriteStatus
+    | Publish
+)
+
+
+# -- what the planner remembers ------------------------------------------------------------------
+
+
+@dataclass
+class TargetState:
+    target: Target
+    slot_offset: float
+    interval: float
+    next_due: float
+    run: str = ""
+    """The pod name of the run in flight ("" when none)."""
+    aborting: bool = False
+    last: Outcome | None = None
+    """Latest outcome that was not a skip."""
+    skip: SkipReason | None = None
+
+
+@dataclass
+class ProbeRecord:
+    spec: ProbeSpec
+    class_exists: bool = True
+    selected: frozenset[str] = frozenset()
+    last_success: dict[str, float] = field(default_factory=dict)
+    """Per kind: when its latest successful run finished."""
+    status_written: Mapping[str, Any] | None = None
+    status_written_at: float = float("-inf")
+    status_writing: bool = False
+    dirty: bool = True
+
+
+class Planner:
+    """The leader's decisions. Created when leadership starts, discarded when it ends."""
+
+    def __init__(
+        self,
+        kinds: Sequence[ProbeKind],
+        *,
+        status_interval: float = 5.0,
+        sweep_interval: float = 30.0,
+    ) -> None:
+        self.kinds: dict[str, ProbeKind] = {kind.name: kind for kind in kinds}
+        self.status_interval = status_interval
+        """At most one status write per probe per this many seconds (unless its spec changed)."""
+        self.sweep_interval = sweep_interval
+        self.records: dict[str, ProbeRecord] = {}
+        self.targets: dict[Target, TargetState] = {}
+        self._last_sweep = float("-inf")
+
+    # -- entry points --------------------------------------------------------------------------
+
+    def start(self, world: World) -> list[Action]:
+        """Leadership began: learn the probes, then follow the runs a previous leader left."""
+        actions = self._reconcile(world)
+        actions += self._adopt(world)
+        return actions
+
+    def tick(self, world: World) -> list[Action]:
+        actions = self._reconcile(world)
+        actions += self._abort_stranded(world)
+        actions += self._launch_due(world)
+        actions += self._statuses(world.now)
+        actions += self._sweep(world)
+        actions.append(self._gauges())
+        return actions
+
+    def finished(self, target: Target, run: str, outcome: Outcome, world: World) -> list[Action]:
+        """The executor's run of `target` (pod `run`) ended with `outcome`."""
+        state = self.targets.get(target)
+        record = self.records.get(target.probe)
+        if state is None or record is None or state.run != run:
+            return []  # the target was dropped meanwhile: its run is not counted
+        state.run = ""
+        state.aborting = False
+        return self._complete(state, record, self._demoted(record, outcome, world), world.now)
+
+    def broke(self, target: Target, run: str, error: str, world: World) -> list[Action]:
+        """The executor's run ended with an exception (a bug or an unexpected API answer)."""
+        outcome = failed(
+            target,
+            Reason.API_ERROR,
+            Phase.PROVISION,
+            f"controller error: {error}"[:300],
+            now=world.now,
+            run=run,
+        )
+        return self.finished(target, run, outcome, world)
+
+    def status_written(self, probe: str, document: Mapping[str, Any], now: float) -> None:
+        record = self.records.get(probe)
+        if record is not None:
+            record.status_writing = False
+            record.status_written = document
+            record.status_written_at = now
+
+    def status_failed(self, probe: str, *, retry: bool) -> None:
+        record = self.records.get(probe)
+        if record is not None:
+            record.status_writing = False
+            record.dirty = record.dirty or retry
+
+    def wake_at(self, now: float) -> float:
+        """When `tick` must run next even if nothing changes."""
+        due = min((state.next_due for state in self.targets.values()), default=now + 1.0)
+        return min(due, now + self.status_interval)
+
+    # -- desired state -------------------------------------------------------------------------
+
+    def _ours(self, target: Target | None) -> bool:
+        """Objects of probes and kinds we handle; others belong to another controller (or to a
+        deleted probe, whose objects the garbage collector removes through their owners)."""
+        return target is not None and target.probe in self.records and target.kind in self.kinds
+
+    def _reconcile(self, world: World) -> list[Action]:
+        """Bring records and targets in line with the probes, nodes and classes."""
+        actions: list[Action] = []
+        for name in [n for n in self.records if n not in world.probes]:
+            actions += self._drop_probe(name)
+        desired: dict[Target, ProbeSpec] = {}
+        for spec in world.probes.values():
+            record, events = self._update_record(spec, world)
+            actions += events
+            for kind in self.kinds.values():
+                desired.update((target, spec) for target in targets(kind, spec, sorted(record.selected)))
+            if record.status_written is None and spec.name in world.statuses:
+                record.status_written = world.statuses[spec.name]
+        for target in [t for t in self.targets if t not in desired]:
+            actions += self._drop_target(target)
+        for target, spec in desired.items():
+            state = self.targets.get(target)
+            if state is None:
+                slot_offset = offset(spec.uid, target, spec.interval)
+                self.targets[target] = TargetState(
+                    target, slot_offset, spec.interval, next_slot(world.now, spec.interval, slot_offset)
+                )
+            elif state.interval != spec.interval:
+                state.interval = spec.interval
+                state.slot_offset = offset(spec.uid, target, spec.interval)
+                state.next_due = next_slot(world.now, spec.interval, state.slot_offset)
+        return actions
+
+    def _update_record(self, spec: ProbeSpec, world: World) -> tuple[ProbeRecord, list[Action]]:
+        actions: list[Action] = []
+        record = self.records.get(spec.name)
+        if record is None:
+            record = self.records[spec.name] = ProbeRecord(spec)
+            log.info(
+                "probing StorageClass %s with StorageProbe %s every %ss",
+                spec.storage_class,
+                spec.name,
+                spec.interval,
+            )
+        if record.spec.generation != spec.generation:
+            record.dirty = True
+        record.spec = spec
+        class_exists = spec.storage_class in world.classes
+        if class_exists != record.class_exists:
+            record.dirty = True
+            if class_exists:
+                actions.append(
+                    Emit(spec, "Normal", "StorageClassFound", f"StorageClass {spec.storage_class} exists now")
+                )
+            else:
+                actions.append(
+                    Emit(
+                        spec,
+                        "Warning",
+                        "StorageClassNotFound",
+                        f"StorageClass {spec.storage_class} does not exist; probing starts when it appears",
+                    )
+                )
+        record.class_exists = class_exists
+        selected = frozenset(
+            n.name for n in world.nodes.values() if nodes.selected(spec.node_selector_terms, n)
+        )
+        if selected != record.selected:
+            record.dirty = True
+            record.selected = selected
+        return record, actions
+
+    def _drop_target(self, target: Target) -> list[Action]:
+        """The target no longer exists (probe, node or kind gone): stop it and remove its traces."""
+        state = self.targets.pop(target)
+        actions: list[Action] = []
+        if state.run:
+            actions += [Stop(target), Delete("pods", state.run)]
+        actions += [
+            Delete("persistentvolumeclaims", claim)
+            for claim in self.kinds[target.kind].lasting_claims(target)
+        ]
+        actions.append(Forget(target.probe, target.node))
+        record = self.records.get(target.probe)
+        if record is not None:
+            record.dirty = True
+        return actions
+
+    def _drop_probe(self, name: str) -> list[Action]:
+        actions: list[Action] = []
+        for target in [t for t in self.targets if t.probe == name]:
+            actions += self._drop_target(target)
+        self.records.pop(name, None)
+        actions.append(Forget(name))
+        log.info("StorageProbe %s is gone; stopped probing it", name)
+        return actions
+
+    # -- runs ----------------------------------------------------------------------------------
+
+    def _adopt(self, world: World) -> list[Action]:
+        """Follow the runs a previous leader started; delete pods nobody can follow."""
+        actions: list[Action] = []
+        for pod in world.pods:
+            target = target_of(pod.meta.labels, pod.meta.annotations)
+            if pod.meta.deleting or target is None or not self._ours(target):
+                continue
+            state = self.targets.get(target)
+            if state is None or state.run:
+                actions.append(Delete("pods", pod.name))
+                continue
+            log.info("adopting run %s", pod.name)
+            state.run = pod.name
+            actions.append(Launch(RunRequest(self.records[target.probe].spec, target, pod.name, adopt=pod)))
+        return actions
+
+    def _readiness(
+        self, record: ProbeRecord, target: Target, world: World
+    ) -> tuple[SkipReason | None, tuple[str, ...]]:
+        ready = readiness(
+            self.kinds[target.kind].placement,
+            record.spec,
+            target,
+            selected=sorted(record.selected),
+            all_nodes=world.nodes,
+            now=world.now,
+        )
+        return ready.skip, ready.avoid_nodes
+
+    def _launch_due(self, world: World) -> list[Action]:
+        actions: list[Action] = []
+        now = world.now
+        for state in sorted(self.targets.values(), key=lambda s: s.next_due):
+            if state.next_due > now:
+                break
+            slot = state.next_due
+            state.next_due = next_slot(now, state.interval, state.slot_offset)
+            if state.run:
+                continue  # the previous run overran into this slot; its own deadlines end it
+            record = self.records[state.target.probe]
+            spec, target = record.spec, state.target
+            if not record.class_exists:
+                missing = failed(
+                    target,
+                    Reason.STORAGE_CLASS_MISSING,
+                    Phase.PROVISION,
+                    f"StorageClass {spec.storage_class} does not exist",
+                    now=now,
+                )
+                actions += self._complete(state, record, missing, now)
+                continue
+            skip, avoid = self._readiness(record, target, world)
+            if skip is not None:
+                actions += self._complete(state, record, skipped(target, skip, now), now)
+                continue
+            if state.skip is not None and target.node:
+                state.skip = None
+                record.dirty = True
+                actions.append(SetSkipped(target.probe, target.node, None))
+            state.run = pod_name(target, self.kinds[target.kind].short, slot_id(slot))
+            actions.append(Launch(RunRequest(spec, target, state.run, avoid_nodes=avoid)))
+        return actions
+
+    def _abort_stranded(self, world: World) -> list[Action]:
+        """Runs whose pod waits for a node that must not be probed now end as skips at once."""
+        waiting = {pod.name for pod in world.pods if not pod.node and not pod.meta.deleting}
+        actions: list[Action] = []
+        for state in self.targets.values():
+            if not state.run or state.aborting or state.run not in waiting:
+                continue
+            skip, _ = self._readiness(self.records[state.target.probe], state.target, world)
+            if skip is not None:
+                state.aborting = True
+                actions.append(Abort(state.target, skip))
+        return actions
+
+    def _demoted(self, record: ProbeRecord, outcome: Outcome, world: World) -> Outcome:
+        """A failure while the run's node (or, before it had one, every usable node) went unwell
+        is a skip: see `demote_if_node_unwell`."""
+        if outcome.node:
+            return demote_if_node_unwell(
+                outcome, node_skip(record.spec, world.nodes.get(outcome.node), world.now)
+            )
+        return demote_if_node_unwell(outcome, self._readiness(record, outcome.target, world)[0])
+
+    def _complete(
+        self, state: TargetState, record: ProbeRecord, outcome: Outcome, now: float
+    ) -> list[Action]:
+        """Count a finished run and remember it for status and Events."""
+        target, spec = state.target, record.spec
+        actions: list[Action] = [Count(outcome, spec.storage_class)]
+        record.dirty = True
+        if outcome.result is Result.SKIPPED:
+            if target.node and state.skip != outcome.skip:
+                state.skip = outcome.skip
+                actions.append(SetSkipped(target.probe, target.node, outcome.skip))
+            return actions
+        previous, state.last = state.last, outcome
+        if outcome.passed:
+            record.last_success[target.kind] = outcome.finished
+        where = f" on node {outcome.node}" if outcome.node else ""
+        if not outcome.passed and (previous is None or previous.passed):
+            actions.append(
+                Emit(
+                    spec,
+                    "Warning",
+                    "ProbeFailed",
+                    f"{target.kind} probe{where} failed: {outcome.reason} in phase {outcome.phase}: "
+                    f"{outcome.message}",
+                )
+            )
+        elif outcome.passed and previous is not None and not previous.passed:
+            actions.append(Emit(spec, "Normal", "ProbeRecovered", f"{target.kind} probe{where} passes again"))
+        return actions
+
+    # -- status, gauges and leftovers ----------------------------------------------------------
+
+    def probe_state(self, record: ProbeRecord) -> status.ProbeState:
+        name = record.spec.name
+        mine = [s for t, s in self.targets.items() if t.probe == name]
+        kinds = tuple(
+            status.KindState(
+                name=kind.name,
+                per_node=kind.placement is Placement.PER_NODE,
+                latest={
+                    s.target.node: s.last for s in mine if s.target.kind == kind.name and s.last is not None
+                },
+                last_success=record.last_success.get(kind.name),
+            )
+            for kind in self.kinds.values()
+            if record.spec.enables(kind.name)
+        )
+        return status.ProbeState(
+            generation=record.spec.generation,
+            class_exists=record.class_exists,
+            kinds=kinds,
+            selected_nodes=record.selected,
+            skipped={s.target.node: s.skip for s in mine if s.target.node and s.skip is not None},
+        )
+
+    def _statuses(self, now: float) -> list[Action]:
+        actions: list[Action] = []
+        for record in self.records.values():
+            generation_changed = (record.status_written or {}).get(
+                "observedGeneration"
+            ) != record.spec.generation
+            paced = now - record.status_written_at < self.status_interval and not generation_changed
+            if not record.dirty or record.status_writing or paced:
+                continue
+            state = self.probe_state(record)
+            actions.append(
+                SetNodeCounts(record.spec.name, record.spec.storage_class, status.node_counts(state))
+            )
+            document = status.build(state, record.status_written, now)
+            record.dirty = False
+            if document != record.status_written:
+                record.status_writing = True
+                actions.append(WriteStatus(record.spec.name, document))
+        return actions
+
+    def _gauges(self) -> Publish:
+        in_flight: Counter[tuple[str, str]] = Counter()
+        for target, state in self.targets.items():
+            in_flight[(target.probe, target.kind)] += 1 if state.run else 0
+        intervals = {name: (r.spec.storage_class, r.spec.interval) for name, r in self.records.items()}
+        return Publish(dict(in_flight), intervals)
+
+    def _sweep(self, world: World) -> list[Action]:
+        """Delete pods and claims nobody owns any more (a crash between create and record)."""
+        if world.now - self._last_sweep < self.sweep_interval:
+            return []
+        self._last_sweep = world.now
+        actions: list[Action] = []
+        running = {s.run for s in self.targets.values() if s.run}
+        for pod in world.pods:
+            target = target_of(pod.meta.labels, pod.meta.annotations)
+            if pod.meta.deleting or pod.name in running or target is None or not self._ours(target):
+                continue
+            if target not in self.targets or _older_than(pod.meta.created, world.now, LEFTOVER_AGE):
+                log.info("deleting leftover pod %s", pod.name)
+                actions.append(Delete("pods", pod.name))
+        for claim in world.claims:
+            target = target_of(claim.meta.labels, claim.meta.annotations)
+            if claim.meta.deleting or target is None or not self._ours(target) or target in self.targets:
+                continue
+            if claim.name in self.kinds[target.kind].lasting_claims(target):
+                log.info("deleting claim %s of a target that is gone", claim.name)
+                actions.append(Delete("persistentvolumeclaims", claim.name))
+        return actions
+
+
+def _older_than(created: float | None, now: float, seconds: float) -> bool:
+    return created is not None and now - created > seconds

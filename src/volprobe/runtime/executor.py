@@ -1,0 +1,238 @@
+"""Carry out what the planner decides: start and stop runs, delete, count, write status.
+
+The leader's loop is small on purpose: take a snapshot of the caches (`World`), ask the
+`Planner` what to do, do it, and sleep until something changes or the planner's next slot. All
+the policy lives in the planner (pure, unit-tested); this module only turns actions into API
+calls, tasks, metric updates and Events, and feeds results back. A broken run, a refused write
+or a malformed object costs one log line, never the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Coroutine, Mapping
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+import httpx
+
+from volprobe.contract.reasons import Result
+from volprobe.model.manifests import AgentImage
+from volprobe.model.outcome import Outcome
+from volprobe.model.planner import (
+    Abort,
+    Action,
+    Count,
+    Delete,
+    Emit,
+    Forget,
+    Launch,
+    Planner,
+    Publish,
+    SetNodeCounts,
+    SetSkipped,
+    Stop,
+    World,
+    WriteStatus,
+)
+from volprobe.model.runs import RunRequest
+from volprobe.model.spec import API_GROUP, API_VERSION, KIND, ProbeSpec, SpecError, parse_probe
+from volprobe.model.targets import Target
+from volprobe.runtime.caches import PROBES_PATH, Caches
+from volprobe.runtime.engine import Engine, RunnableKind
+from volprobe.runtime.events import EventRecorder
+from volprobe.runtime.kube import ApiError, KubeClient
+from volprobe.runtime.metrics import ProbeMetrics
+
+log = logging.getLogger(__name__)
+
+FIELD_MANAGER = "volprobe-controller"
+
+
+@dataclass(frozen=True)
+class ExecutorConfig:
+    agent: AgentImage
+    status_interval: float = 5.0
+    sweep_interval: float = 30.0
+
+
+class Executor:
+    """The leader's work. Created when leadership starts, discarded when it ends."""
+
+    def __init__(
+        self,
+        client: KubeClient,
+        caches: Caches,
+        config: ExecutorConfig,
+        *,
+        metrics: ProbeMetrics,
+        events: EventRecorder,
+        kinds: Mapping[str, RunnableKind],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.client = client
+        self.caches = caches
+        self.metrics = metrics
+        self.events = events
+        self.kinds = kinds
+        self.clock = clock
+        self.engine = Engine(client, caches, config.agent, clock=clock)
+        self.planner = Planner(
+            list(kinds.values()), status_interval=config.status_interval, sweep_interval=config.sweep_interval
+        )
+        self._runs: dict[Target, tuple[str, asyncio.Task[Outcome]]] = {}
+        self._background: set[asyncio.Task[Any]] = set()
+        self._unreadable: dict[str, str] = {}
+        """Probes that cannot be parsed, with the error already logged (once, not every loop)."""
+
+    async def run(self) -> None:
+        try:
+            self._apply(self.planner.start(self.world()))
+            while True:
+                self.caches.changed.clear()
+                self._apply(self.planner.tick(self.world()))
+                wake = self.planner.wake_at(self.clock())
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.caches.changed.wait(), timeout=max(0.05, wake - self.clock()))
+        finally:
+            await self._stop_all()
+
+    def world(self) -> World:
+        probes: dict[str, ProbeSpec] = {}
+        statuses: dict[str, Mapping[str, Any]] = {}
+        for raw in self.caches.probes.store.values():
+            name = str((raw.get("metadata") or {}).get("name", ""))
+            try:
+                spec = parse_probe(raw)
+            except SpecError as error:
+                if self._unreadable.get(name) != str(error):
+                    log.error("ignoring StorageProbe %s: %s", name, error)
+                    self._unreadable[name] = str(error)
+                continue
+            self._unreadable.pop(name, None)
+            probes[spec.name] = spec
+            if isinstance(raw.get("status"), dict):
+                statuses[spec.name] = raw["status"]
+        return World(
+            now=self.clock(),
+            probes=probes,
+            classes=self.caches.classes.store,
+            nodes=self.caches.nodes.store,
+            pods=self.caches.pods.store.values(),
+            claims=self.caches.claims.store.values(),
+            statuses=statuses,
+        )
+
+    # -- actions -------------------------------------------------------------------------------
+
+    def _apply(self, actions: list[Action]) -> None:
+        for action in actions:
+            match action:
+                case Launch(request):
+                    self._launch(request)
+                case Abort(target, reason):
+                    if target in self._runs:
+                        self.engine.abort(self._runs[target][0], reason)
+                case Stop(target):
+                    if target in self._runs:
+                        self._runs.pop(target)[1].cancel()
+                case Delete(resource, name):
+                    self._spawn(self._delete(resource, name))
+                case Count(outcome, storage_class):
+                    self.metrics.record(outcome, storage_class)
+                    _log_outcome(outcome)
+                case SetSkipped(probe, node, reason):
+                    self.metrics.set_skipped(probe, node, reason.value if reason else None)
+                case Forget(probe, node):
+                    self.metrics.forget(probe, node)
+                case Emit(spec, type_, reason, message):
+                    self.events.emit(spec, type_, reason, message)
+                case SetNodeCounts(probe, storage_class, counts):
+                    self.metrics.set_node_counts(probe, storage_class, dict(counts))
+                case WriteStatus(probe, document):
+                    self._spawn(self._write_status(probe, document))
+                case Publish(in_flight, intervals):
+                    self.metrics.set_in_flight(dict(in_flight))
+                    self.metrics.set_intervals(dict(intervals))
+
+    def _launch(self, request: RunRequest) -> None:
+        target = request.target
+        task = asyncio.create_task(
+            self.kinds[target.kind].execute(request, self.engine), name=f"run {request.pod_name}"
+        )
+        self._runs[target] = (request.pod_name, task)
+        task.add_done_callback(partial(self._ended, target, request.pod_name))
+
+    def _ended(self, target: Target, run: str, task: asyncio.Task[Outcome]) -> None:
+        if self._runs.get(target, ("", None))[1] is task:
+            del self._runs[target]
+        if task.cancelled():
+            return
+        error = task.exception()
+        if error is not None:
+            log.error("run %s of %s broke: %r", run, target, error)
+            self._apply(self.planner.broke(target, run, repr(error), self.world()))
+        else:
+            self._apply(self.planner.finished(target, run, task.result(), self.world()))
+
+    async def _delete(self, resource: str, name: str) -> None:
+        with contextlib.suppress(ApiError, httpx.TransportError, OSError):
+            await self.client.delete(self.engine.path(resource, name))
+
+    async def _write_status(self, probe: str, document: Mapping[str, Any]) -> None:
+        body = {
+            "apiVersion": f"{API_GROUP}/{API_VERSION}",
+            "kind": KIND,
+            "metadata": {"name": probe},
+            "status": dict(document),
+        }
+        try:
+            await self.client.apply_status(
+                f"{PROBES_PATH}/{probe}", body, field_manager=FIELD_MANAGER, force=True
+            )
+        except ApiError as error:
+            if not error.not_found:
+                log.warning("writing status of %s: %s", probe, error)
+            self.planner.status_failed(probe, retry=not error.not_found)
+            return
+        except (httpx.TransportError, OSError) as error:
+            log.warning("writing status of %s: %r", probe, error)
+            self.planner.status_failed(probe, retry=True)
+            return
+        self.planner.status_written(probe, document, self.clock())
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coroutine)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _stop_all(self) -> None:
+        tasks = [task for _, task in self._runs.values()] + list(self._background)
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+
+def _log_outcome(outcome: Outcome) -> None:
+    where = f" on node {outcome.node}" if outcome.node else ""
+    if outcome.result is Result.SKIPPED:
+        log.debug("%s skipped: %s", outcome.target, outcome.skip)
+    elif outcome.passed:
+        log.info("%s run %s passed%s in %.1fs", outcome.target, outcome.run, where, outcome.seconds)
+    else:
+        log.warning(
+            "%s run %s %s%s: %s in phase %s: %s",
+            outcome.target,
+            outcome.run,
+            outcome.result.value,
+            where,
+            outcome.reason,
+            outcome.phase,
+            outcome.message,
+        )
