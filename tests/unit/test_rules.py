@@ -16,9 +16,11 @@ from typing import Any
 import pytest
 import yaml
 
+import gendocs
 from tests.support.monitoring import DASHBOARD, REPO, RULE_TESTS, RULES, walk
 
 RUNBOOKS = REPO / "docs" / "runbooks.md"
+STREAK_ALERTS = ("VolprobeProvisioningFailing", "VolprobeMountFailing", "VolprobeMountFailingWidespread")
 RUNBOOK_BASE = "https://github.com/volprobe/volprobe/blob/main/docs/runbooks.md"
 SEVERITIES = ("critical", "warning")
 # The only alert allowed to page without a `for:` (corruption is never a blip).
@@ -162,6 +164,72 @@ def test_every_severity_of_an_alert_fires_in_a_test() -> None:
                 for alert in case.get("exp_alerts") or []:
                     fired.add((case["alertname"], str(alert["exp_labels"]["severity"])))
     assert expected - fired == set(), f"never tested firing: {sorted(expected - fired)}"
+
+
+# -- time to page ----------------------------------------------------------------------------------
+
+
+def test_time_to_page_cases_fire_when_their_names_say_and_not_one_evaluation_earlier() -> None:
+    """docs/alerts.md states these figures (gendocs reads them from the cases): keep them honest."""
+    document = yaml.safe_load(gendocs.TIME_TO_PAGE.read_text())
+    step = duration_seconds(str(document["evaluation_interval"]))
+    tests = {str(test["name"]): test for test in document["tests"]}
+    cases = gendocs.time_to_page()
+    assert len(cases) == len(tests)
+    for name, alert, interval, seconds in cases:
+        assert f" at interval {interval} s, " in name, name
+        assert name.endswith(f" {gendocs.minutes_and_seconds(seconds)} after the fault"), name
+        before = gendocs.FAULT_AT + seconds - step
+        quiet = [
+            case
+            for case in tests[name]["alert_rule_test"]
+            if case["alertname"] == alert and duration_seconds(case["eval_time"]) == before
+        ]
+        assert quiet, f"{name}: {alert} not checked one evaluation earlier"
+        assert not quiet[0].get("exp_alerts"), f"{name}: {alert} fires one evaluation earlier"
+        never = [
+            check
+            for check in tests[name].get("promql_expr_test", [])
+            if f'alertname="{alert}",alertstate="firing"' in check["expr"]
+            and duration_seconds(check["eval_time"]) == before
+            and not check["exp_samples"]
+        ]
+        assert never, f"{name}: no check that {alert} never fired before"
+
+
+def test_time_to_page_meets_the_bounds_of_the_issue() -> None:
+    """A total provisioning outage pages within 3 minutes at interval 20 s (runs failing within the
+    interval) and within 8 minutes at 60 s; most nodes failing pages, one node warns, on the same
+    clock. With 120 s timeouts at 20 s the first failure alone comes 2 minutes after the fault: that
+    figure is stated, not bounded (issue 11's early verdict is meant to shorten it)."""
+    covered: set[tuple[str, int, bool]] = set()
+    for name, alert, interval, seconds in gendocs.time_to_page():
+        if gendocs.SLOW_PATH in name:
+            assert seconds <= 35 * 60, name
+            continue
+        fast = "runs failing within seconds" in name
+        covered.add((alert, interval, fast))
+        if interval == 60:
+            assert seconds <= 8 * 60, name
+        if interval == 20 and fast:
+            assert seconds <= 3 * 60, name
+    expected = {(a, i, f) for a in STREAK_ALERTS for i in gendocs.INTERVALS for f in (True, False)}
+    assert expected <= covered, f"no time-to-page case for {sorted(expected - covered)}"
+
+
+def test_runbook_table_says_when_the_failing_alerts_fire() -> None:
+    rows = {
+        match.group(1): line
+        for line in RUNBOOKS.read_text().splitlines()
+        if (match := re.match(r"\| \[(\w+)\]", line))
+    }
+    cells = gendocs.fires_after()
+    for alert in STREAK_ALERTS:
+        severity = next(str(r["labels"]["severity"]) for r in alerts() if r["alert"] == alert)
+        at20, at60 = cells[(alert, severity)]
+        expected = f"it fires after 20 s: {at20} and 60 s: {at60}"
+        assert f"20 s: {at20}" in rows[alert], f"docs/runbooks.md's row for {alert} must say {expected}"
+        assert f"60 s: {at60}" in rows[alert], f"docs/runbooks.md's row for {alert} must say {expected}"
 
 
 # -- the dashboard ---------------------------------------------------------------------------------
