@@ -18,6 +18,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from volprobe.contract.reasons import INTEGRITY_REASONS, Phase, Reason, Result
+from volprobe.model.outcome import Outcome
+from volprobe.model.targets import Target
 
 READ_OPERATIONS: tuple[Phase, ...] = (Phase.CANARY, Phase.LIST_PREFIX)
 """Operations that only read what earlier runs wrote: they pass while writes fail in a write stall."""
@@ -289,6 +291,23 @@ def judge_canary(expected: CanaryRecord | None, body: bytes | None, metadata_sha
 def outcome_durations(results: Iterable[OperationResult]) -> dict[Phase, float]:
     """Seconds each operation took (failed ones too: a timeout's duration is its deadline)."""
     return {r.operation: max(0.0, r.seconds) for r in results if r.result is not None}
+
+
+def to_outcome(target: Target, run: ObjectStoreRun) -> Outcome:
+    """The run as volprobe's common `Outcome`: phase = the failed operation, durations per operation."""
+    verdict = run.verdict
+    return Outcome(
+        target=target,
+        run=run.run,
+        result=verdict.result,
+        phase=verdict.phase,
+        reason=verdict.reason,
+        message=verdict.message,
+        node="",
+        started=run.started,
+        finished=run.finished,
+        durations=outcome_durations(run.operations),
+    )
 
 
 def reasons_table() -> Mapping[str, Reason]:
