@@ -17,6 +17,7 @@ from tests.unit.factories import NOW, claim_json, node_json, pod_json
 from volprobe.contract.reasons import Phase, Reason, Result, SkipReason
 from volprobe.kinds import REGISTRY
 from volprobe.model.manifests import labels, node_claim_name
+from volprobe.model.baseline import FLOOR, MIN_SAMPLES
 from volprobe.model.outcome import Outcome
 from volprobe.model.planner import (
     LEFTOVER_AGE,
@@ -31,10 +32,12 @@ from volprobe.model.planner import (
     Publish,
     SetNodeCounts,
     SetSkipped,
+    SetStalled,
     Stop,
     World,
     WriteStatus,
 )
+from volprobe.model.runs import RunProgress
 from volprobe.model.slots import next_slot, offset
 from volprobe.model.spec import ProbeSpec, parse_probe
 from volprobe.model.targets import Target
@@ -623,3 +626,104 @@ def test_events_mark_the_start_and_the_end_of_a_failure_only() -> None:
         )
         emitted += [e.reason for e in of_type(actions, Emit)]
     assert emitted == ["ProbeFailed", "ProbeRecovered"]
+
+
+# -- learned baselines: stalled runs and slow results --------------------------------------------
+
+
+def teach(plan: Planner, target: Target, durations: dict[Phase, float], times: int = MIN_SAMPLES) -> None:
+    """Finish `times` successful runs of `target` with these phase durations."""
+    probes, nodes = [spec()], [node("worker-1")]
+    for write in of_type(plan.tick(world(NOW, probes, nodes)), WriteStatus):
+        plan.status_written(write.probe, write.document, NOW)
+    for index in range(times):
+        run = f"learn-{index}"
+        plan.targets[target].run = run
+        done = outcome(target, run, at=NOW + index, durations=dict(durations))
+        assert counted(plan.finished(target, run, done, world(NOW + index, probes, nodes)))[0].passed
+
+
+def test_a_run_far_over_its_usual_phase_time_is_stalled_long_before_the_deadline() -> None:
+    plan = planner()
+    teach(plan, PROVISION, {Phase.PROVISION: 3.0, Phase.MOUNT: 1.0})
+    plan.targets[PROVISION].run = "slow-run"
+    probes, nodes = [spec()], [node("worker-1")]
+    progress = {"slow-run": RunProgress(Phase.PROVISION, NOW + 100)}
+
+    quiet = plan.tick(replace(world(NOW + 109, probes, nodes), progress=progress))
+    assert of_type(quiet, SetStalled) == []
+    assert plan.wake_at(NOW + 109) <= NOW + 100 + FLOOR, "the planner wakes up when the threshold passes"
+
+    stalled = plan.tick(replace(world(NOW + 111, probes, nodes), progress=progress))
+    assert of_type(stalled, SetStalled) == [SetStalled(PROVISION, CLASS, Phase.PROVISION)]
+    assert [e.reason for e in of_type(stalled, Emit)] == ["ProbeStalled"]
+    assert of_type(plan.tick(replace(world(NOW + 112, probes, nodes), progress=progress)), SetStalled) == []
+
+    state = plan.probe_state(plan.records[PROBE])
+    assert [(s.kind, s.phase) for s in state.stalled] == [("provision", Phase.PROVISION)]
+
+    moved_on = {"slow-run": RunProgress(Phase.SCHEDULE, NOW + 113)}
+    cleared = plan.tick(replace(world(NOW + 114, probes, nodes), progress=moved_on))
+    assert of_type(cleared, SetStalled) == [SetStalled(PROVISION, CLASS, None)]
+
+
+def test_a_new_probe_without_a_baseline_is_never_stalled() -> None:
+    plan = planner()
+    probes, nodes = [spec()], [node("worker-1")]
+    plan.tick(world(NOW, probes, nodes))
+    plan.targets[PROVISION].run = "first-run"
+    progress = {"first-run": RunProgress(Phase.PROVISION, NOW)}
+    assert of_type(plan.tick(replace(world(NOW + 100, probes, nodes), progress=progress)), SetStalled) == []
+
+
+def test_the_end_of_a_stalled_run_clears_the_signal_and_a_late_success_is_slow() -> None:
+    plan = planner()
+    teach(plan, PROVISION, {Phase.PROVISION: 3.0})
+    probes, nodes = [spec()], [node("worker-1")]
+    plan.targets[PROVISION].run = "late"
+    plan.tick(replace(world(NOW + 50, probes, nodes), progress={"late": RunProgress(Phase.PROVISION, NOW)}))
+    done = outcome(PROVISION, "late", at=NOW + 60, durations={Phase.PROVISION: 45.0})
+    actions = plan.finished(PROVISION, "late", done, world(NOW + 60, probes, nodes))
+    assert SetStalled(PROVISION, CLASS, None) in actions
+    (found,) = counted(actions)
+    assert (found.result, found.phase, found.reason) == (Result.SLOW, Phase.PROVISION, None)
+    assert found.passed, "slow is a success"
+    assert "45.0s" in found.message
+    assert [e.reason for e in of_type(actions, Emit)] == ["ProbeSlow"]
+
+
+def test_slow_runs_move_the_baseline_so_a_slower_normal_stops_being_slow() -> None:
+    plan = planner()
+    teach(plan, PROVISION, {Phase.PROVISION: 3.0}, times=5)
+    probes, nodes = [spec()], [node("worker-1")]
+    results = []
+    for index in range(30):
+        run = f"r{index}"
+        plan.targets[PROVISION].run = run
+        done = outcome(PROVISION, run, at=NOW + 100 + index, durations={Phase.PROVISION: 20.0})
+        results += [
+            o.result for o in counted(plan.finished(PROVISION, run, done, world(NOW + 100, probes, nodes)))
+        ]
+    assert results[0] is Result.SLOW
+    assert results[-1] is Result.SUCCESS, "20 s became the new normal"
+
+
+def test_failures_do_not_teach_the_baseline() -> None:
+    plan = planner()
+    teach(plan, MOUNT_W1, {Phase.MOUNT: 1.0}, times=MIN_SAMPLES - 1)
+    probes, nodes = [spec()], [node("worker-1")]
+    plan.targets[MOUNT_W1].run = "bad"
+    failure = outcome(MOUNT_W1, "bad", Result.FAILURE, at=NOW + 50, durations={Phase.MOUNT: 1.0})
+    plan.finished(MOUNT_W1, "bad", failure, world(NOW + 50, probes, nodes))
+    assert plan.records[PROBE].baseline.threshold("mount", Phase.MOUNT) is None
+
+
+def test_the_baseline_travels_in_the_status_to_the_next_leader() -> None:
+    first = planner(status_interval=0)
+    teach(first, PROVISION, {Phase.PROVISION: 3.0})
+    (written,) = of_type(first.tick(world(NOW + 10, [spec()], [node("worker-1")])), WriteStatus)
+    assert written.document["baselines"] == {"provision/provision": [3.0] * MIN_SAMPLES}
+
+    second = planner()
+    second.start(world(NOW + 20, [spec()], [node("worker-1")], statuses={PROBE: dict(written.document)}))
+    assert second.records[PROBE].baseline.threshold("provision", Phase.PROVISION) == FLOOR

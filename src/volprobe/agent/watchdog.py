@@ -20,13 +20,15 @@ from volprobe.contract.report import Report
 
 
 @dataclass(frozen=True)
-class Outcome:
+class Supervised:
+    """How a supervised check ended: its report, and whether its worker had to be abandoned."""
+
     report: Report
     abandoned: bool
     """The worker is still running (hung): the process must exit without waiting for it."""
 
 
-def supervise(check: Callable[[], None], progress: Progress) -> Outcome:
+def supervise(check: Callable[[], None], progress: Progress) -> Supervised:
     """Run `check` (which records into `progress`) under the schedule's deadlines.
 
     An exception other than what the check records itself is an agent bug: it is re-raised
@@ -48,9 +50,9 @@ def supervise(check: Callable[[], None], progress: Progress) -> Outcome:
         while not progress.finished:
             remaining = progress.deadline - time.monotonic()
             if remaining <= 0:
-                return Outcome(progress.report(timed_out=True), abandoned=True)
+                return Supervised(progress.report(timed_out=True), abandoned=True)
             progress.lock.wait(remaining)
     worker.join()
     if crashed:
         raise crashed[0]
-    return Outcome(progress.report(), abandoned=False)
+    return Supervised(progress.report(), abandoned=False)

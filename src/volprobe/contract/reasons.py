@@ -18,6 +18,9 @@ class Result(StrEnum):
 
     SUCCESS = "success"
     """Every phase finished in time and the data checked out."""
+    SLOW = "slow"
+    """A success, but a phase (the run's `phase`) took far longer than this probe's recent
+    successes usually do: storage got slow. Never a failure, never paged."""
     FAILURE = "failure"
     """Something went wrong before any deadline: an error, a corruption, a refusal."""
     TIMEOUT = "timeout"
@@ -197,5 +200,5 @@ def _descriptions() -> dict[tuple[str, str], str]:
                 and isinstance(following.value, ast.Constant)
                 and isinstance(following.value.value, str)
             ):
-                found[(cls.name, str(node.value.value))] = following.value.value.strip()
+                found[(cls.name, str(node.value.value))] = " ".join(following.value.value.split())
     return found

@@ -22,17 +22,19 @@ run to its end, which is how a restart or fail-over counts each run once.
 from __future__ import annotations
 
 import logging
+import math
 from collections import Counter
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from volprobe.contract.reasons import Phase, Reason, Result, SkipReason
 from volprobe.model import nodes, status
+from volprobe.model.baseline import Baseline
 from volprobe.model.kind import Placement, ProbeKind, node_skip, readiness, targets
 from volprobe.model.manifests import pod_name, target_of
 from volprobe.model.outcome import Outcome, demote_if_node_unwell, failed, skipped
-from volprobe.model.runs import RunRequest
+from volprobe.model.runs import RunProgress, RunRequest
 from volprobe.model.slots import next_slot, offset, slot_id
 from volprobe.model.spec import ProbeSpec
 from volprobe.model.targets import Target
@@ -61,7 +63,9 @@ class World:
     claims: Collection[ClaimView] = ()
     """Our claims."""
     statuses: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
-    """The status each probe has on the API server (seeds condition transition times)."""
+    """The status each probe has on the API server (seeds condition times and baselines)."""
+    progress: Mapping[str, RunProgress] = field(default_factory=dict)
+    """Where each run in flight is, by pod name (runs the executor follows)."""
 
 
 # -- what the planner asks for -------------------------------------------------------------------
@@ -115,6 +119,15 @@ class SetSkipped:
 
 
 @dataclass(frozen=True)
+class SetStalled:
+    """A run in flight is stalled in this phase (None: no longer stalled)."""
+
+    target: Target
+    storage_class: str
+    phase: Phase | None
+
+
+@dataclass(frozen=True)
 class Forget:
     """Drop every metric series of a probe, or of one of its nodes ("" for per-probe kinds)."""
 
@@ -162,6 +175,7 @@ Action = (
     | Delete
     | Count
     | SetSkipped
+    | SetStalled
     | Forget
     | Emit
     | SetNodeCounts
@@ -185,6 +199,8 @@ class TargetState:
     last: Outcome | None = None
     """Latest outcome that was not a skip."""
     skip: SkipReason | None = None
+    stalled: RunProgress | None = None
+    """The phase the run in flight is stalled in, and since when."""
 
 
 @dataclass
@@ -198,6 +214,7 @@ class ProbeRecord:
     status_written_at: float = float("-inf")
     status_writing: bool = False
     dirty: bool = True
+    baseline: Baseline = field(default_factory=Baseline)
 
 
 class Planner:
@@ -217,6 +234,7 @@ class Planner:
         self.records: dict[str, ProbeRecord] = {}
         self.targets: dict[Target, TargetState] = {}
         self._last_sweep = float("-inf")
+        self._next_stall_check = math.inf
 
     # -- entry points --------------------------------------------------------------------------
 
@@ -229,6 +247,7 @@ class Planner:
     def tick(self, world: World) -> list[Action]:
         actions = self._reconcile(world)
         actions += self._abort_stranded(world)
+        actions += self._stalls(world)
         actions += self._launch_due(world)
         actions += self._statuses(world.now)
         actions += self._sweep(world)
@@ -243,7 +262,9 @@ class Planner:
             return []  # the target was dropped meanwhile: its run is not counted
         state.run = ""
         state.aborting = False
-        return self._complete(state, record, self._demoted(record, outcome, world), world.now)
+        actions = self._set_stalled(state, record, None, world.now)
+        outcome = self._judged_against_baseline(record, self._demoted(record, outcome, world))
+        return actions + self._complete(state, record, outcome, world.now)
 
     def broke(self, target: Target, run: str, error: str, world: World) -> list[Action]:
         """The executor's run ended with an exception (a bug or an unexpected API answer)."""
@@ -273,7 +294,7 @@ class Planner:
     def wake_at(self, now: float) -> float:
         """When `tick` must run next even if nothing changes."""
         due = min((state.next_due for state in self.targets.values()), default=now + 1.0)
-        return min(due, now + self.status_interval)
+        return min(due, now + self.status_interval, self._next_stall_check)
 
     # -- desired state -------------------------------------------------------------------------
 
@@ -295,6 +316,7 @@ class Planner:
                 desired.update((target, spec) for target in targets(kind, spec, sorted(record.selected)))
             if record.status_written is None and spec.name in world.statuses:
                 record.status_written = world.statuses[spec.name]
+                record.baseline = Baseline.from_status(record.status_written, self.kinds)
         for target in [t for t in self.targets if t not in desired]:
             actions += self._drop_target(target)
         for target, spec in desired.items():
@@ -452,6 +474,64 @@ class Planner:
                 actions.append(Abort(state.target, skip))
         return actions
 
+    def _stalls(self, world: World) -> list[Action]:
+        """Runs in a phase for far longer than this probe's successes take are stalled: said at
+        once, long before the phase's hard deadline (see `volprobe.model.baseline`)."""
+        actions: list[Action] = []
+        self._next_stall_check = math.inf
+        for state in self.targets.values():
+            record = self.records[state.target.probe]
+            progress = world.progress.get(state.run) if state.run else None
+            stalled = None
+            if progress is not None:
+                limit = record.baseline.threshold(state.target.kind, progress.phase)
+                if limit is not None and world.now - progress.since > limit:
+                    stalled = progress
+                elif limit is not None:
+                    self._next_stall_check = min(self._next_stall_check, progress.since + limit)
+            if (stalled and stalled.phase) != (state.stalled and state.stalled.phase):
+                actions += self._set_stalled(state, record, stalled, world.now)
+        return actions
+
+    def _set_stalled(
+        self, state: TargetState, record: ProbeRecord, stalled: RunProgress | None, now: float
+    ) -> list[Action]:
+        if stalled == state.stalled:
+            return []
+        state.stalled = stalled
+        record.dirty = True
+        target, spec = state.target, record.spec
+        actions: list[Action] = [SetStalled(target, spec.storage_class, stalled.phase if stalled else None)]
+        if stalled is not None:
+            usual = record.baseline.usual(target.kind, stalled.phase) or 0.0
+            where = f" on node {target.node}" if target.node else ""
+            actions.append(
+                Emit(
+                    spec,
+                    "Warning",
+                    "ProbeStalled",
+                    f"{target.kind} probe{where} has been in phase {stalled.phase} for "
+                    f"{now - stalled.since:.0f}s; it usually takes {usual:.1f}s",
+                )
+            )
+        return actions
+
+    def _judged_against_baseline(self, record: ProbeRecord, outcome: Outcome) -> Outcome:
+        """A success with a phase far over its baseline is `slow`; every success teaches it."""
+        if not outcome.passed:
+            return outcome
+        kind = outcome.target.kind
+        over = record.baseline.slowest_over(kind, outcome.durations)
+        usual = record.baseline.usual(kind, over[0]) if over else None
+        record.baseline.learn(kind, outcome.durations)
+        if over is None:
+            return outcome
+        phase, seconds, limit = over
+        message = (
+            f"phase {phase} took {seconds:.1f}s; it usually takes {usual or 0:.1f}s (slow after {limit:.0f}s)"
+        )
+        return replace(outcome, result=Result.SLOW, phase=phase, message=message)
+
     def _demoted(self, record: ProbeRecord, outcome: Outcome, world: World) -> Outcome:
         """A failure while the run's node (or, before it had one, every usable node) went unwell
         is a skip: see `demote_if_node_unwell`."""
@@ -489,6 +569,9 @@ class Planner:
             )
         elif outcome.passed and previous is not None and not previous.passed:
             actions.append(Emit(spec, "Normal", "ProbeRecovered", f"{target.kind} probe{where} passes again"))
+        elif outcome.result is Result.SLOW and (previous is None or previous.result is not Result.SLOW):
+            message = f"{target.kind} probe{where} was slow: {outcome.message}"
+            actions.append(Emit(spec, "Warning", "ProbeSlow", message))
         return actions
 
     # -- status, gauges and leftovers ----------------------------------------------------------
@@ -514,6 +597,12 @@ class Planner:
             kinds=kinds,
             selected_nodes=record.selected,
             skipped={s.target.node: s.skip for s in mine if s.target.node and s.skip is not None},
+            stalled=tuple(
+                status.Stall(s.target.kind, s.target.node, s.stalled.phase, s.stalled.since)
+                for s in sorted(mine, key=lambda s: s.target)
+                if s.stalled is not None
+            ),
+            baselines=record.baseline.to_status(),
         )
 
     def _statuses(self, now: float) -> list[Action]:

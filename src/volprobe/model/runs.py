@@ -78,6 +78,14 @@ class Verdict:
 
 
 @dataclass(frozen=True)
+class RunProgress:
+    """Where a run in flight is: its current phase and when that phase began."""
+
+    phase: Phase
+    since: float
+
+
+@dataclass(frozen=True)
 class RunRequest:
     """An order to run a target once: what the planner hands the executor (and `check` the engine)."""
 
@@ -199,6 +207,19 @@ class RunTracker:
     def stage(self) -> Phase:
         """Where the run is now, clean-up included (for progress displays)."""
         return Phase.CLEANUP if self.milestones.delete_requested is not None else self.current_phase()
+
+    def progress(self) -> RunProgress:
+        """The phase the run is in and since when (clean-up included), for stall detection."""
+        marks = self.milestones
+        if marks.delete_requested is not None:
+            return RunProgress(Phase.CLEANUP, marks.delete_requested)
+        phase = self.current_phase()
+        since = {
+            Phase.PROVISION: marks.created,
+            Phase.SCHEDULE: marks.bound or marks.created,
+            Phase.MOUNT: marks.scheduled or marks.created,
+        }.get(phase, marks.started or marks.created)
+        return RunProgress(phase, since)
 
     def phase_deadline(self) -> float:
         marks = self.milestones

@@ -45,6 +45,14 @@ class KindState:
 
 
 @dataclass(frozen=True)
+class Stall:
+    kind: str
+    node: str
+    phase: Phase
+    since: float
+
+
+@dataclass(frozen=True)
 class ProbeState:
     """What the controller knows about one StorageProbe right now."""
 
@@ -55,6 +63,10 @@ class ProbeState:
     selected_nodes: frozenset[str] = frozenset()
     skipped: Mapping[str, SkipReason] = field(default_factory=dict)
     """Selected nodes skipped now, and why."""
+    stalled: tuple[Stall, ...] = ()
+    """Runs in flight stalled now (see `volprobe.model.baseline`)."""
+    baselines: Mapping[str, list[float]] = field(default_factory=dict)
+    """Recent healthy phase durations, carried for the next leader (`Baseline.to_status`)."""
 
     @property
     def node_kinds(self) -> tuple[KindState, ...]:
@@ -197,6 +209,14 @@ def build(state: ProbeState, previous: Mapping[str, Any] | None, now: float) -> 
         reason, message = _failure_summary(state, failing_nodes)
         ready = (False, "ProbesFailing", message)
         degraded = (True, reason, message)
+    elif state.stalled:
+        message = "; ".join(
+            f"{s.kind} probe{f' on node {s.node}' if s.node else ''} stalled in phase {s.phase.value} "
+            f"since {rfc3339(s.since)}"
+            for s in state.stalled[:5]
+        )
+        ready = (False, "ProbesStalled", message)
+        degraded = (True, camel(f"{state.stalled[0].phase.value}_stalled"), message)
     elif any_probe_passing or counts["passing"]:
         message = f"{counts['passing']}/{counts['selected']} nodes passing"
         if counts["skipped"]:
@@ -244,4 +264,16 @@ def build(state: ProbeState, previous: Mapping[str, Any] | None, now: float) -> 
         last = _last(_latest(kind, state.selected_nodes), kind.last_success)
         if last:
             status[kind.name] = last
+    if state.stalled:
+        status["stalled"] = [
+            {
+                "kind": s.kind,
+                "phase": s.phase.value,
+                "since": rfc3339(s.since),
+                **({"node": s.node} if s.node else {}),
+            }
+            for s in state.stalled[:LIST_LIMIT]
+        ]
+    if state.baselines:
+        status["baselines"] = dict(state.baselines)
     return status

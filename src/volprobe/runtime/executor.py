@@ -35,6 +35,7 @@ from volprobe.model.planner import (
     Publish,
     SetNodeCounts,
     SetSkipped,
+    SetStalled,
     Stop,
     World,
     WriteStatus,
@@ -119,6 +120,7 @@ class Executor:
                 statuses[spec.name] = raw["status"]
         return World(
             now=self.clock(),
+            progress={name: tracker.progress() for name, tracker in self.engine.in_flight.items()},
             probes=probes,
             classes=self.caches.classes.store,
             nodes=self.caches.nodes.store,
@@ -147,6 +149,8 @@ class Executor:
                     _log_outcome(outcome)
                 case SetSkipped(probe, node, reason):
                     self.metrics.set_skipped(probe, node, reason.value if reason else None)
+                case SetStalled(target, storage_class, phase):
+                    self.metrics.set_stalled(target, storage_class, phase.value if phase else None)
                 case Forget(probe, node):
                     self.metrics.forget(probe, node)
                 case Emit(spec, type_, reason, message):

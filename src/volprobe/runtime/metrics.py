@@ -29,6 +29,7 @@ from volprobe import __version__
 from volprobe.contract.reasons import Result
 from volprobe.contract.report import IO_OPS, LATENCY_BUCKETS
 from volprobe.model.outcome import Outcome
+from volprobe.model.targets import Target
 
 # `_created` samples would double the number of series and nothing reads them. The switch is
 # process-wide; volprobe is the only exporter in its processes.
@@ -91,6 +92,13 @@ FAILING_SINCE = MetricSpec(
     "Unix time at which the first run of the current failure streak of this target finished; absent while "
     "it passes.",
     PROBE_LABELS,
+)
+STALLED = MetricSpec(
+    "volprobe_probe_stalled",
+    "gauge",
+    "1 while the run in flight of this target has been in `phase` far longer than this probe's successful "
+    "runs take (its learned baseline); absent otherwise. Long before the phase's hard deadline.",
+    (*PROBE_LABELS, "phase"),
 )
 RUN_DURATION = MetricSpec(
     "volprobe_probe_duration_seconds",
@@ -167,6 +175,7 @@ METRICS: tuple[MetricSpec, ...] = (
     LAST_RUN,
     CONSECUTIVE_FAILURES,
     FAILING_SINCE,
+    STALLED,
     RUN_DURATION,
     PHASE_DURATION,
     IO_LATENCY,
@@ -317,6 +326,12 @@ class ProbeMetrics(Collector):
     def set_skipped(self, probe: str, node: str, reason: str | None) -> None:
         wanted: dict[Labels, float] = {} if reason is None else {(probe, node, reason): 1.0}
         self._replace(NODE_SKIPPED, wanted, probe=probe, node=node)
+
+    def set_stalled(self, target: Target, storage_class: str, phase: str | None) -> None:
+        """The run in flight of `target` is stalled in `phase` (None: it is not)."""
+        base = (target.probe, storage_class, target.node, target.kind)
+        wanted: dict[Labels, float] = {} if phase is None else {(*base, phase): 1.0}
+        self._replace(STALLED, wanted, probe=target.probe, node=target.node, kind=target.kind)
 
     def set_node_counts(self, probe: str, storage_class: str, counts: dict[str, int]) -> None:
         for state, value in counts.items():
