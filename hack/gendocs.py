@@ -175,6 +175,10 @@ FIRES_AFTER: dict[tuple[str, str], tuple[str, str]] = {
     ("VolprobePVCInodesFillingUp", "critical"): ("1 min", "1 min"),
     ("VolprobePVCInodesFillingUp", "warning"): ("1 h", "1 h"),
     ("VolprobeAPIThrottled", "warning"): ("30 min", "30 min"),
+    # The next run (within one interval) fails within its operation deadline (10 s), then `for: 2m`.
+    ("VolprobeObjectStoreWritesFailing", "critical"): ("≤ 2.7 min", "≤ 3.3 min"),
+    ("VolprobeObjectStoreFailing", "critical"): ("≤ 2.7 min", "≤ 3.3 min"),
+    ("VolprobeObjectStoreCertificateExpiring", "warning"): ("1 h", "1 h"),
 }
 
 Case = tuple[str, str, int, int]

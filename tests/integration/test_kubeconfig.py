@@ -194,17 +194,25 @@ def exec_kubeconfig(cluster: Cluster, namespace: str, service_account: str, tmp_
     return ExecKubeconfig(tmp_path / "exec", cluster, namespace)
 
 
-def unauthorized(cluster: Cluster, token: str) -> bool:
-    """Whether the API server (asked by kubectl, with only this token) rejects `token`."""
+def unauthorized(kubeconfig: ExecKubeconfig, token: str) -> bool:
+    """Whether the API server, asked by kubectl with only this token, rejects it.
+
+    The admin kubeconfig would also present its client certificate, which wins: so a kubeconfig
+    with the cluster and no user.
+    """
+    admin = yaml.safe_load(kubeconfig.cluster.kubeconfig.read_text())
+    anonymous = kubeconfig.directory / "cluster-only.yaml"
+    document = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": admin["clusters"][:1],
+        "contexts": [{"name": "c", "context": {"cluster": admin["clusters"][0]["name"]}}],
+        "current-context": "c",
+    }
+    anonymous.write_text(yaml.safe_dump(document))
+    kubectl = str(kubeconfig.cluster.kubectl.binary)
     result = subprocess.run(
-        [
-            str(cluster.kubectl.binary),
-            f"--kubeconfig={cluster.kubeconfig}",
-            f"--token={token}",
-            "get",
-            "--raw",
-            "/api",
-        ],
+        [kubectl, f"--kubeconfig={anonymous}", f"--token={token}", "get", "--raw", "/api"],
         capture_output=True,
         text=True,
         check=False,
@@ -254,9 +262,9 @@ def test_controller_with_an_exec_plugin_refreshes_expired_credentials(
         assert scrape.sum(FAILURES, probe=probe) == 0
         plugin_runs = exec_kubeconfig.runs
         assert plugin_runs >= 4, f"the plugin ran {plugin_runs} times in more than 30 s of 8 s credentials"
-        eventually(
-            "the first credential to be revoked", lambda: unauthorized(cluster, exec_kubeconfig.token(1)), 60
-        )
+        assert not unauthorized(exec_kubeconfig, exec_kubeconfig.token(plugin_runs)), "the newest one works"
+        first = exec_kubeconfig.token(1)
+        eventually("the first credential to be revoked", lambda: unauthorized(exec_kubeconfig, first), 60)
         # Still working with credentials the plugin minted after the first one was revoked.
         before = runs("mount")
         eventually("a mount run on a refreshed credential", lambda: runs("mount") > before, 60)

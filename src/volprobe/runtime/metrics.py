@@ -28,6 +28,7 @@ from prometheus_client.registry import Collector
 from volprobe import __version__
 from volprobe.contract.reasons import Result
 from volprobe.contract.report import IO_OPS, LATENCY_BUCKETS
+from volprobe.model.objectstore_checks import ObjectStoreRun
 from volprobe.model.outcome import Outcome
 from volprobe.model.targets import Target
 
@@ -166,6 +167,50 @@ LEADER = MetricSpec("volprobe_leader", "gauge", "1 if this replica is the leader
 BUILD_INFO = MetricSpec(
     "volprobe_build_info", "gauge", "Always 1; the version label says which build runs.", ("version",)
 )
+# ObjectStoreProbes also move the families above (kind="objectstore", storage_class="", node="",
+# phase = the operation that failed). What only they have: a result and a latency per operation,
+# in milliseconds-fine buckets (PHASE_BUCKETS start at 100 ms), and the endpoint's certificate.
+OBJECTSTORE_BUCKETS: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+OBJECTSTORE_DURATION = MetricSpec(
+    "volprobe_objectstore_operation_duration_seconds",
+    "histogram",
+    "Time each operation of an ObjectStoreProbe's runs took (put, get, list_prefix, ...), failed ones "
+    "included: a timeout counts its deadline.",
+    ("probe", "operation"),
+    OBJECTSTORE_BUCKETS,
+)
+OBJECTSTORE_SUCCESS = MetricSpec(
+    "volprobe_objectstore_operation_success",
+    "gauge",
+    "1 if the operation passed in the latest run of this ObjectStoreProbe, 0 if it failed; absent if it did "
+    "not run. Writes failing while reads pass shows here.",
+    ("probe", "operation"),
+)
+OBJECTSTORE_CERTIFICATE = MetricSpec(
+    "volprobe_objectstore_certificate_expiry_timestamp_seconds",
+    "gauge",
+    "Unix time at which the TLS certificate of an ObjectStoreProbe's https endpoint expires.",
+    ("probe",),
+)
+OBJECTSTORE_LEFTOVERS = MetricSpec(
+    "volprobe_objectstore_leftovers_deleted_total",
+    "counter",
+    "Objects and multipart uploads (what: objects, uploads) that earlier runs of an ObjectStoreProbe left "
+    "and a later run deleted.",
+    ("probe", "what"),
+)
+OBJECTSTORE_VISIBILITY = MetricSpec(
+    "volprobe_objectstore_list_visibility_seconds",
+    "gauge",
+    "How long the latest run's new object took to show up in a LIST.",
+    ("probe",),
+)
+OBJECTSTORE_INSECURE = MetricSpec(
+    "volprobe_objectstore_tls_verification_disabled",
+    "gauge",
+    "1 for an ObjectStoreProbe with tls.insecureSkipVerify: its traffic can be read and changed on the path.",
+    ("probe",),
+)
 
 METRICS: tuple[MetricSpec, ...] = (
     RUNS,
@@ -189,6 +234,12 @@ METRICS: tuple[MetricSpec, ...] = (
     BUDGET_WAIT,
     LEADER,
     BUILD_INFO,
+    OBJECTSTORE_DURATION,
+    OBJECTSTORE_SUCCESS,
+    OBJECTSTORE_CERTIFICATE,
+    OBJECTSTORE_LEFTOVERS,
+    OBJECTSTORE_VISIBILITY,
+    OBJECTSTORE_INSECURE,
 )
 
 Labels = tuple[str, ...]
@@ -332,6 +383,25 @@ class ProbeMetrics(Collector):
         base = (target.probe, storage_class, target.node, target.kind)
         wanted: dict[Labels, float] = {} if phase is None else {(*base, phase): 1.0}
         self._replace(STALLED, wanted, probe=target.probe, node=target.node, kind=target.kind)
+
+    def record_objectstore(self, probe: str, run: ObjectStoreRun, *, insecure: bool) -> None:
+        """What only an ObjectStoreProbe's run has; its Outcome goes through `record` like any run."""
+        results = {op.operation.value: op for op in run.operations if op.result is not None}
+        for name, op in results.items():
+            self._histograms[OBJECTSTORE_DURATION].labels(probe, name).observe(op.seconds)
+        self._replace(
+            OBJECTSTORE_SUCCESS,
+            {(probe, name): 1.0 if op.passed else 0.0 for name, op in results.items()},
+            probe=probe,
+        )
+        if run.certificate_not_after is not None:
+            self._gauges[OBJECTSTORE_CERTIFICATE].labels(probe).set(run.certificate_not_after)
+        for what, count in run.leftovers.items():
+            # Both series exist from the first run, so increase() sees the first leftover.
+            self._counters[OBJECTSTORE_LEFTOVERS].labels(probe, what).inc(count)
+        if run.visibility_seconds is not None:
+            self._gauges[OBJECTSTORE_VISIBILITY].labels(probe).set(run.visibility_seconds)
+        self._replace(OBJECTSTORE_INSECURE, {(probe,): 1.0} if insecure else {}, probe=probe)
 
     def set_node_counts(self, probe: str, storage_class: str, counts: dict[str, int]) -> None:
         for state, value in counts.items():
