@@ -61,7 +61,7 @@ async def test_a_healthy_store_passes_every_operation_and_keeps_only_canary_and_
     first = await run(s3)
     assert first.verdict.result is Result.SUCCESS, first.verdict
     assert set(results(first).values()) == {"success"}
-    assert sorted(by_op(first)) == sorted(OPERATIONS)
+    assert set(by_op(first)) == set(OPERATIONS) - {Phase.CREDENTIALS}, "every operation runs"
     assert first.canary is not None
     assert first.canary.key == "volprobe/unit/canary"
     assert first.visibility_seconds is not None

@@ -52,6 +52,8 @@ class Phase(StrEnum):
     """Getting the agent's result out of the pod."""
     CLEANUP = "cleanup"
     """Deleting the pod (and, for provision runs, the claim and its volume)."""
+    CREDENTIALS = "credentials"
+    """Object store: reading the key pair from the probe's Secret, before any request is made."""
     PUT = "put"
     """Object store: writing this run's object with a SHA-256 checksum the server must verify."""
     HEAD = "head"

@@ -34,8 +34,8 @@ WRITE_OPERATIONS: tuple[Phase, ...] = (
     Phase.SWEEP,
 )
 """Operations on this run's own objects, in the order they run (HEAD, GET, LIST need the PUT)."""
-OPERATIONS: tuple[Phase, ...] = READ_OPERATIONS + WRITE_OPERATIONS
-"""Every operation, in the order a failure is reported when several fail."""
+OPERATIONS: tuple[Phase, ...] = (Phase.CREDENTIALS, *READ_OPERATIONS, *WRITE_OPERATIONS)
+"""Every operation, in the order a failure is reported when several fail (credentials: none ran)."""
 
 CREDENTIAL_CODES = frozenset(
     {

@@ -424,19 +424,21 @@ async def run_once(
     credentials: Credentials,
     canary: CanaryRecord | None,
     *,
+    run: str = "",
     transport: httpx.AsyncBaseTransport | None = None,
     clock: Callable[[], float] = time.time,
 ) -> ObjectStoreRun:
     """One run with a client of its own (the controller and `volprobe check` call this)."""
+    name = run or run_id(clock())
     try:
         client = client_for(spec, credentials, transport=transport)
     except ssl.SSLError as error:
         now = clock()
         message = f"the CA bundle is unusable: {error}"
         results = (failed(Phase.PUT, Reason.TLS_ERROR, message, 0.0),)
-        return ObjectStoreRun(run_id(now), now, now, results, judge(results), canary)
+        return ObjectStoreRun(name, now, now, results, judge(results), canary)
     async with client:
-        return await Runner(client, spec, run_id(clock()), canary, clock=clock).execute()
+        return await Runner(client, spec, name, canary, clock=clock).execute()
 
 
 async def purge(client: S3Client, spec: ObjectStoreSpec) -> int:
