@@ -175,6 +175,11 @@ FIRES_AFTER: dict[tuple[str, str], tuple[str, str]] = {
     ("VolprobePVCInodesFillingUp", "critical"): ("1 min", "1 min"),
     ("VolprobePVCInodesFillingUp", "warning"): ("1 h", "1 h"),
     ("VolprobeAPIThrottled", "warning"): ("30 min", "30 min"),
+    # The next run starts within one interval, is stalled 10 s in (the floor, for a provisioner
+    # that takes seconds), then `for: 90s`: rules/tests/detection_test.yaml, worst case.
+    ("VolprobeProvisioningStalled", "critical"): ("≤ 2 min", "≤ 2.7 min"),
+    ("VolprobeMountStalled", "warning"): ("≤ 2 min", "≤ 2.7 min"),
+    ("VolprobeProbeFallingBehind", "warning"): ("30 min", "30 min"),
     # The next run (within one interval) fails within its operation deadline (10 s), then `for: 2m`.
     ("VolprobeObjectStoreWritesFailing", "critical"): ("≤ 2.7 min", "≤ 3.3 min"),
     ("VolprobeObjectStoreFailing", "critical"): ("≤ 2.7 min", "≤ 3.3 min"),
@@ -279,10 +284,10 @@ def render_alerts() -> str:
         "- runs that fail within seconds (errors, refusals, read-only volumes, or timeouts shorter than",
         "  the interval): the fourth failure in a row, about 3 intervals + 1 minute after the fault;",
         "- runs that time out after the default 120 s (a hung provisioner or mount): the second",
-        "  failure, about two timeouts + 1 minute. At interval 20 s that is 5.5 minutes, not 3: the",
-        "  first failure is only known 2 minutes after the fault. `timeouts` that end a failing run",
-        "  within the interval give the first figure instead; the early `stalled` verdict planned",
-        "  in issue 11 is meant to do that without tight timeouts.",
+        "  failure, about two timeouts + 1 minute (5.5 minutes at interval 20 s). A hang pages",
+        "  sooner through VolprobeProvisioningStalled (VolprobeMountStalled warns): once a probe has",
+        "  learned its normal phase times, a run far over them is stalled at once and the alert",
+        "  fires 90 s later, at most 2 minutes after the fault at interval 20 s (2.7 at 60 s).",
         "",
         "Two slower paths keep volprobe's own rollout quiet: a mount probe whose failures are all in",
         "the provision phase (the node's volume was never provisioned: a new node, or the first runs",

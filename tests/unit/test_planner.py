@@ -16,9 +16,10 @@ import pytest
 from tests.unit.factories import NOW, claim_json, node_json, pod_json
 from volprobe.contract.reasons import Phase, Reason, Result, SkipReason
 from volprobe.kinds import REGISTRY
-from volprobe.model.manifests import labels, node_claim_name
 from volprobe.model.baseline import FLOOR, MIN_SAMPLES
+from volprobe.model.manifests import labels, node_claim_name
 from volprobe.model.outcome import Outcome
+from volprobe.model.pacing import CONGESTED_AFTER, INITIAL
 from volprobe.model.planner import (
     LEFTOVER_AGE,
     Abort,
@@ -727,3 +728,101 @@ def test_the_baseline_travels_in_the_status_to_the_next_leader() -> None:
     second = planner()
     second.start(world(NOW + 20, [spec()], [node("worker-1")], statuses={PROBE: dict(written.document)}))
     assert second.records[PROBE].baseline.threshold("provision", Phase.PROVISION) == FLOOR
+
+
+def test_nothing_is_stalled_while_the_caches_are_not_current() -> None:
+    """An API outage freezes what the controller sees; that is not the storage stalling."""
+    plan = planner()
+    teach(plan, PROVISION, {Phase.PROVISION: 3.0})
+    plan.targets[PROVISION].run = "r"
+    probes, nodes = [spec()], [node("worker-1")]
+    progress = {"r": RunProgress(Phase.PROVISION, NOW)}
+    stalled = plan.tick(replace(world(NOW + 50, probes, nodes), progress=progress))
+    assert of_type(stalled, SetStalled) == [SetStalled(PROVISION, CLASS, Phase.PROVISION)]
+    blind = plan.tick(replace(world(NOW + 51, probes, nodes), progress=progress, live=False))
+    assert of_type(blind, SetStalled) == [SetStalled(PROVISION, CLASS, None)]
+
+
+# -- pacing new volumes --------------------------------------------------------------------------
+
+
+def test_first_runs_on_many_new_nodes_queue_behind_the_window_and_never_fail() -> None:
+    plan = planner()
+    probes = [spec(provision={"enabled": False})]
+    nodes = [node(f"worker-{i:03}") for i in range(50)]
+    started: dict[Target, Launch] = {}
+    actions: list[Action] = []
+    for second in range(int(INTERVAL) + 2):
+        tick = plan.tick(world(NOW + second, probes, nodes))
+        actions += tick
+        started.update(launched(tick))
+    assert len(started) == INITIAL, "only as many new volumes as the window allows"
+    assert counted(actions) == [], "a queued run is neither a failure nor a skip"
+    (gauges,) = of_type(plan.tick(world(NOW + INTERVAL + 3, probes, nodes)), Publish)
+    assert gauges.queued == {(PROBE, "mount"): 50 - INITIAL}
+    assert plan.probe_state(plan.records[PROBE]).queued == 50 - INITIAL
+
+
+def test_a_bound_volume_makes_room_and_widens_the_window() -> None:
+    plan = planner()
+    probes = [spec(provision={"enabled": False})]
+    nodes = [node(f"worker-{i:03}") for i in range(20)]
+    first = run_until_launched(plan, probes, nodes)
+    now = NOW + INTERVAL + 5
+    claims = []
+    for target, launch in first.items():
+        run = launch.request.pod_name
+        claims.append(our_claim(node_claim_name(PROBE, target.node), target))
+        done = outcome(target, run, at=now, durations={Phase.PROVISION: 2.0, Phase.MOUNT: 1.0})
+        plan.finished(target, run, done, world(now, probes, nodes, claims=claims))
+    assert plan.windows[CLASS].allowed() == INITIAL * 2
+    later = launched(plan.tick(world(now + 1, probes, nodes, claims=claims)))
+    waited = [t for t in later if t not in first]
+    assert len(waited) == INITIAL * 2, "queued runs start as soon as there is room"
+    assert all(later[t].request.slot is not None and later[t].request.slot < now for t in waited), (
+        "with the slot they waited with"
+    )
+
+
+def test_runs_whose_node_volume_is_bound_need_no_room() -> None:
+    plan = planner()
+    probes = [spec(provision={"enabled": False})]
+    nodes = [node(f"worker-{i:03}") for i in range(12)]
+    claims = [our_claim(node_claim_name(PROBE, n.name), Target(PROBE, "mount", n.name)) for n in nodes]
+    started: dict[Target, Launch] = {}
+    for second in range(int(INTERVAL) + 2):
+        started.update(launched(plan.tick(world(NOW + second, probes, nodes, claims=claims))))
+    assert len(started) == 12
+
+
+def test_a_volume_that_takes_too_long_halves_the_window() -> None:
+    plan = planner()
+    probes = [spec(provision={"enabled": False})]
+    nodes = [node(f"worker-{i:03}") for i in range(8)]
+    first = run_until_launched(plan, probes, nodes)
+    making = {launch.request.pod_name: RunProgress(Phase.PROVISION, NOW) for launch in first.values()}
+    plan.tick(replace(world(NOW + CONGESTED_AFTER + 1, probes, nodes), progress=making))
+    assert plan.windows[CLASS].allowed() == INITIAL // 2
+    target, launch = next(iter(first.items()))
+    timeout = outcome(
+        target,
+        launch.request.pod_name,
+        Result.TIMEOUT,
+        at=NOW + CONGESTED_AFTER + 10,
+        phase=Phase.PROVISION,
+        reason=Reason.PROVISIONING_TIMEOUT,
+    )
+    plan.finished(target, launch.request.pod_name, timeout, world(NOW + CONGESTED_AFTER + 10, probes, nodes))
+    assert plan.windows[CLASS].allowed() == INITIAL // 2, "halved at most once per period"
+
+
+def test_a_queued_target_whose_node_goes_unwell_is_skipped_not_kept() -> None:
+    plan = planner()
+    probes = [spec(provision={"enabled": False})]
+    nodes = [node(f"worker-{i:03}") for i in range(6)]
+    run_until_launched(plan, probes, nodes)
+    queued = next(t for t, s in plan.targets.items() if s.queued is not None)
+    unwell = [n if n.name != queued.node else node(queued.node, unschedulable=True) for n in nodes]
+    actions = plan.tick(world(NOW + INTERVAL + 3, probes, unwell))
+    assert [(o.target, o.skip) for o in counted(actions)] == [(queued, SkipReason.CORDONED)]
+    assert plan.targets[queued].queued is None

@@ -34,6 +34,7 @@ from volprobe.model.baseline import Baseline
 from volprobe.model.kind import Placement, ProbeKind, node_skip, readiness, targets
 from volprobe.model.manifests import pod_name, target_of
 from volprobe.model.outcome import Outcome, demote_if_node_unwell, failed, skipped
+from volprobe.model.pacing import CONGESTED_AFTER, Window
 from volprobe.model.runs import RunProgress, RunRequest
 from volprobe.model.slots import next_slot, offset, slot_id
 from volprobe.model.spec import ProbeSpec
@@ -66,6 +67,9 @@ class World:
     """The status each probe has on the API server (seeds condition times and baselines)."""
     progress: Mapping[str, RunProgress] = field(default_factory=dict)
     """Where each run in flight is, by pod name (runs the executor follows)."""
+    live: bool = True
+    """The caches are current. While a watch is failing (an API outage) runs look stuck only
+    because nothing reaches us: no run is called stalled then."""
 
 
 # -- what the planner asks for -------------------------------------------------------------------
@@ -165,6 +169,8 @@ class Publish:
     """The gauges that describe the planner itself: runs in flight and intervals."""
 
     in_flight: Mapping[tuple[str, str], int]
+    queued: Mapping[tuple[str, str], int]
+    """Per (probe, kind): targets whose slot passed, waiting for room to create a volume."""
     intervals: Mapping[str, tuple[str, float]]
 
 
@@ -201,6 +207,10 @@ class TargetState:
     skip: SkipReason | None = None
     stalled: RunProgress | None = None
     """The phase the run in flight is stalled in, and since when."""
+    queued: float | None = None
+    """The slot this target waits with for room to create a volume (`volprobe.model.pacing`)."""
+    new_volume: bool = False
+    """The run in flight makes a new volume (it counts against its class's window)."""
 
 
 @dataclass
@@ -235,6 +245,8 @@ class Planner:
         self.targets: dict[Target, TargetState] = {}
         self._last_sweep = float("-inf")
         self._next_stall_check = math.inf
+        self.windows: dict[str, Window] = {}
+        """Per StorageClass: how many of its volumes may be in the making at once."""
 
     # -- entry points --------------------------------------------------------------------------
 
@@ -248,6 +260,7 @@ class Planner:
         actions = self._reconcile(world)
         actions += self._abort_stranded(world)
         actions += self._stalls(world)
+        self._pace(world)
         actions += self._launch_due(world)
         actions += self._statuses(world.now)
         actions += self._sweep(world)
@@ -262,6 +275,9 @@ class Planner:
             return []  # the target was dropped meanwhile: its run is not counted
         state.run = ""
         state.aborting = False
+        if state.new_volume:
+            self._volume_done(record, outcome, world.now)
+            state.new_volume = False
         actions = self._set_stalled(state, record, None, world.now)
         outcome = self._judged_against_baseline(record, self._demoted(record, outcome, world))
         return actions + self._complete(state, record, outcome, world.now)
@@ -294,6 +310,8 @@ class Planner:
     def wake_at(self, now: float) -> float:
         """When `tick` must run next even if nothing changes."""
         due = min((state.next_due for state in self.targets.values()), default=now + 1.0)
+        if any(state.queued is not None for state in self.targets.values()):
+            due = min(due, now + 1.0)  # room for a queued run comes with a claim's binding
         return min(due, now + self.status_interval, self._next_stall_check)
 
     # -- desired state -------------------------------------------------------------------------
@@ -430,16 +448,20 @@ class Planner:
     def _launch_due(self, world: World) -> list[Action]:
         actions: list[Action] = []
         now = world.now
-        for state in sorted(self.targets.values(), key=lambda s: s.next_due):
-            if state.next_due > now:
-                break
-            slot = state.next_due
-            state.next_due = next_slot(now, state.interval, state.slot_offset)
+        room = self._room(world)
+        claims = {claim.name: claim for claim in world.claims}
+        waiting = [s for s in self.targets.values() if s.next_due <= now or s.queued is not None]
+        for state in sorted(waiting, key=lambda s: s.next_due if s.queued is None else s.queued):
+            slot = state.next_due if state.queued is None else state.queued
+            if state.next_due <= now:
+                state.next_due = next_slot(now, state.interval, state.slot_offset)
             if state.run:
+                state.queued = None
                 continue  # the previous run overran into this slot; its own deadlines end it
             record = self.records[state.target.probe]
             spec, target = record.spec, state.target
             if not record.class_exists:
+                state.queued = None
                 missing = failed(
                     target,
                     Reason.STORAGE_CLASS_MISSING,
@@ -451,15 +473,81 @@ class Planner:
                 continue
             skip, avoid = self._readiness(record, target, world)
             if skip is not None:
+                state.queued = None
                 actions += self._complete(state, record, skipped(target, skip, now), now)
                 continue
             if state.skip is not None and target.node:
                 state.skip = None
                 record.dirty = True
                 actions.append(SetSkipped(target.probe, target.node, None))
+            state.new_volume = self._needs_volume(target, claims)
+            if state.new_volume:
+                if room.get(spec.storage_class, 0) <= 0:
+                    if state.queued is None:
+                        record.dirty = True
+                    state.queued = slot
+                    continue
+                room[spec.storage_class] -= 1
+            if state.queued is not None:
+                record.dirty = True
+            state.queued = None
             state.run = pod_name(target, self.kinds[target.kind].short, slot_id(slot))
-            actions.append(Launch(RunRequest(spec, target, state.run, avoid_nodes=avoid)))
+            actions.append(Launch(RunRequest(spec, target, state.run, avoid_nodes=avoid, slot=slot)))
         return actions
+
+    # -- pacing new volumes --------------------------------------------------------------------
+
+    def _needs_volume(self, target: Target, claims: Mapping[str, ClaimView]) -> bool:
+        """A run of this target creates a volume: it brings its own, or its node's is not bound."""
+        lasting = self.kinds[target.kind].lasting_claims(target)
+        return not lasting or any(name not in claims or claims[name].phase != "Bound" for name in lasting)
+
+    def _in_the_making(self, world: World) -> dict[str, list[float]]:
+        """Per class: since when each volume a run is waiting for has been in the making."""
+        making: dict[str, list[float]] = {}
+        for state in self.targets.values():
+            if not (state.run and state.new_volume):
+                continue
+            progress = world.progress.get(state.run)
+            if progress is None or progress.phase is Phase.PROVISION:
+                since = progress.since if progress else world.now
+                making.setdefault(self.records[state.target.probe].spec.storage_class, []).append(since)
+        return making
+
+    def _room(self, world: World) -> dict[str, int]:
+        making = self._in_the_making(world)
+        classes = {record.spec.storage_class for record in self.records.values()}
+        return {c: self._window(c).allowed() - len(making.get(c, ())) for c in classes}
+
+    def _window(self, storage_class: str) -> Window:
+        return self.windows.setdefault(storage_class, Window())
+
+    def _congestion_after(self, storage_class: str) -> float:
+        """The longest normal time to make a volume of this class: its probes' stall threshold."""
+        limits = [
+            limit
+            for record in self.records.values()
+            if record.spec.storage_class == storage_class
+            for kind in self.kinds
+            if (limit := record.baseline.threshold(kind, Phase.PROVISION)) is not None
+        ]
+        return max(limits, default=CONGESTED_AFTER)
+
+    def _pace(self, world: World) -> None:
+        """A volume in the making for longer than normal shrinks its class's window."""
+        for storage_class, since in self._in_the_making(world).items():
+            limit = self._congestion_after(storage_class)
+            if world.now - min(since) > limit:
+                self._window(storage_class).congested(world.now, limit)
+
+    def _volume_done(self, record: ProbeRecord, outcome: Outcome, now: float) -> None:
+        storage_class = record.spec.storage_class
+        limit = self._congestion_after(storage_class)
+        seconds = outcome.durations.get(Phase.PROVISION)
+        if outcome.reason in (Reason.PROVISIONING_TIMEOUT, Reason.PROVISIONING_FAILED):
+            self._window(storage_class).congested(now, limit)
+        elif seconds is not None and seconds <= limit:
+            self._window(storage_class).bound()
 
     def _abort_stranded(self, world: World) -> list[Action]:
         """Runs whose pod waits for a node that must not be probed now end as skips at once."""
@@ -481,7 +569,7 @@ class Planner:
         self._next_stall_check = math.inf
         for state in self.targets.values():
             record = self.records[state.target.probe]
-            progress = world.progress.get(state.run) if state.run else None
+            progress = world.progress.get(state.run) if state.run and world.live else None
             stalled = None
             if progress is not None:
                 limit = record.baseline.threshold(state.target.kind, progress.phase)
@@ -603,6 +691,7 @@ class Planner:
                 if s.stalled is not None
             ),
             baselines=record.baseline.to_status(),
+            queued=sum(1 for s in mine if s.queued is not None),
         )
 
     def _statuses(self, now: float) -> list[Action]:
@@ -627,10 +716,12 @@ class Planner:
 
     def _gauges(self) -> Publish:
         in_flight: Counter[tuple[str, str]] = Counter()
+        queued: Counter[tuple[str, str]] = Counter()
         for target, state in self.targets.items():
             in_flight[(target.probe, target.kind)] += 1 if state.run else 0
+            queued[(target.probe, target.kind)] += 0 if state.queued is None else 1
         intervals = {name: (r.spec.storage_class, r.spec.interval) for name, r in self.records.items()}
-        return Publish(dict(in_flight), intervals)
+        return Publish(dict(in_flight), dict(queued), intervals)
 
     def _sweep(self, world: World) -> list[Action]:
         """Delete pods and claims nobody owns any more (a crash between create and record)."""

@@ -93,6 +93,8 @@ class RunRequest:
     target: Target
     pod_name: str
     avoid_nodes: tuple[str, ...] = ()
+    slot: float | None = None
+    """The slot the run belongs to (how late it starts is measured against it)."""
     adopt: PodView | None = None
     """An existing pod of this run (after a restart or fail-over): follow it instead of creating."""
 

@@ -67,6 +67,8 @@ class ProbeState:
     """Runs in flight stalled now (see `volprobe.model.baseline`)."""
     baselines: Mapping[str, list[float]] = field(default_factory=dict)
     """Recent healthy phase durations, carried for the next leader (`Baseline.to_status`)."""
+    queued: int = 0
+    """Targets waiting for room to create a volume (`volprobe.model.pacing`)."""
 
     @property
     def node_kinds(self) -> tuple[KindState, ...]:
@@ -274,6 +276,11 @@ def build(state: ProbeState, previous: Mapping[str, Any] | None, now: float) -> 
             }
             for s in state.stalled[:LIST_LIMIT]
         ]
+    if state.queued:
+        status["queuedRuns"] = state.queued
+        for condition in status["conditions"]:
+            note = f"; {state.queued} runs queued behind volume creation (rollout in progress)"
+            condition["message"] = (condition["message"] + note)[:1000]
     if state.baselines:
         status["baselines"] = dict(state.baselines)
     return status

@@ -87,6 +87,11 @@ class Caches:
     def synced(self) -> bool:
         return all(r.synced.is_set() for r in self.reflectors)
 
+    @property
+    def live(self) -> bool:
+        """Every watch is current (none is retrying after an error)."""
+        return all(r.live for r in self.reflectors)
+
     # -- lookups -------------------------------------------------------------------------------
 
     def pod(self, name: str) -> PodView | None:

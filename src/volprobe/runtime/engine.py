@@ -60,8 +60,11 @@ class Engine:
         agent: AgentImage,
         *,
         clock: Callable[[], float] = time.time,
+        on_pod_created: Callable[[RunRequest, float], None] | None = None,
     ) -> None:
+        """`on_pod_created(request, time)` is told when a run's pod was created (not adopted)."""
         self.client = client
+        self._on_pod_created = on_pod_created
         self.caches = caches
         self.agent = agent
         self.clock = clock
@@ -96,6 +99,9 @@ class Engine:
             if refused is not None:
                 self._aborts.pop(name, None)
                 return refused
+            created = self.clock()
+            if self._on_pod_created is not None:
+                self._on_pod_created(request, created)
         tracker = RunTracker(
             target,
             name,

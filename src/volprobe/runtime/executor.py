@@ -81,7 +81,7 @@ class Executor:
         self.events = events
         self.kinds = kinds
         self.clock = clock
-        self.engine = Engine(client, caches, config.agent, clock=clock)
+        self.engine = Engine(client, caches, config.agent, clock=clock, on_pod_created=self._pod_created)
         self.planner = Planner(
             list(kinds.values()), status_interval=config.status_interval, sweep_interval=config.sweep_interval
         )
@@ -121,6 +121,7 @@ class Executor:
         return World(
             now=self.clock(),
             progress={name: tracker.progress() for name, tracker in self.engine.in_flight.items()},
+            live=self.caches.live,
             probes=probes,
             classes=self.caches.classes.store,
             nodes=self.caches.nodes.store,
@@ -159,8 +160,9 @@ class Executor:
                     self.metrics.set_node_counts(probe, storage_class, dict(counts))
                 case WriteStatus(probe, document):
                     self._spawn(self._write_status(probe, document))
-                case Publish(in_flight, intervals):
-                    self.metrics.set_in_flight(dict(in_flight))
+                case Publish(in_flight, queued, intervals):
+                    self.metrics.set_in_flight(in_flight)
+                    self.metrics.set_queued(queued)
                     self.metrics.set_intervals(dict(intervals))
 
     def _launch(self, request: RunRequest) -> None:
@@ -170,6 +172,10 @@ class Executor:
         )
         self._runs[target] = (request.pod_name, task)
         task.add_done_callback(partial(self._ended, target, request.pod_name))
+
+    def _pod_created(self, request: RunRequest, created: float) -> None:
+        if request.slot is not None:
+            self.metrics.start_lag(request.target.probe, created - request.slot)
 
     def _ended(self, target: Target, run: str, task: asyncio.Task[Outcome]) -> None:
         if self._runs.get(target, ("", None))[1] is task:

@@ -141,6 +141,21 @@ NODES = MetricSpec(
     ("probe", "storage_class", "state"),
 )
 IN_FLIGHT = MetricSpec("volprobe_runs_in_flight", "gauge", "Runs currently in progress.", ("probe", "kind"))
+QUEUED = MetricSpec(
+    "volprobe_runs_queued",
+    "gauge",
+    "Targets whose slot came while their StorageClass already had as many new volumes in the making as "
+    "the provisioner keeps up with: they start as room frees (a rollout's backlog; not a failure).",
+    ("probe", "kind"),
+)
+START_LAG = MetricSpec(
+    "volprobe_run_start_lag_seconds",
+    "histogram",
+    "How late each run's pod was created after its slot (queues, API budget waits): a probe that cannot "
+    "hold its interval shows here.",
+    ("probe",),
+    (0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800),
+)
 INTERVAL = MetricSpec(
     "volprobe_probe_interval_seconds",
     "gauge",
@@ -228,6 +243,8 @@ METRICS: tuple[MetricSpec, ...] = (
     NODE_SKIPPED,
     NODES,
     IN_FLIGHT,
+    QUEUED,
+    START_LAG,
     INTERVAL,
     API_REQUESTS,
     API_THROTTLED,
@@ -410,6 +427,13 @@ class ProbeMetrics(Collector):
     def set_in_flight(self, counts: Mapping[tuple[str, str], int]) -> None:
         """Replace every in-flight series: (probe, kind) pairs that no longer exist disappear."""
         self._replace(IN_FLIGHT, {(probe, kind): float(n) for (probe, kind), n in counts.items()})
+
+    def set_queued(self, counts: Mapping[tuple[str, str], int]) -> None:
+        """Replace every backlog series, like `set_in_flight`."""
+        self._replace(QUEUED, {(probe, kind): float(n) for (probe, kind), n in counts.items()})
+
+    def start_lag(self, probe: str, seconds: float) -> None:
+        self._histograms[START_LAG].labels(probe).observe(max(0.0, seconds))
 
     def set_intervals(self, intervals: dict[str, tuple[str, float]]) -> None:
         """probe -> (storage class, interval); replaces every series."""

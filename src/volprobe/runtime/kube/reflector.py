@@ -173,6 +173,12 @@ class Reflector(Generic[T]):
         self.synced = asyncio.Event()
         self.stats = ReflectorStats()
 
+    @property
+    def live(self) -> bool:
+        """Synced, and the latest list or watch did not fail: the store is current, not just
+        the last thing seen before the API server went away."""
+        return self.synced.is_set() and self._backoff.failures == 0
+
     async def run(self) -> None:
         """List, watch, repeat — until cancelled."""
         need_list = True
