@@ -8,7 +8,7 @@ import os
 import sys
 import time
 
-from . import cluster, host, images
+from . import cluster, host, images, objectstore
 from .config import REPO_DIR, Layout
 
 sys.path.insert(0, str(REPO_DIR / "src"))
@@ -31,8 +31,9 @@ def main() -> int:
     layout = Layout.default()
     if args.command == "build":
         started = time.monotonic()
-        cluster.binaries(layout)
+        bins = cluster.binaries(layout)
         images.cluster_images(layout)
+        objectstore.image(layout, bins.versitygw)
         print(f"cluster: build done in {time.monotonic() - started:.1f}s", file=sys.stderr)
     elif args.command == "up":
         cluster.up(layout, args.kwok_nodes)

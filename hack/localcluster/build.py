@@ -183,6 +183,13 @@ def build_all(layout: Layout) -> dict[str, Path]:
             log,
         ),
         "kubernetes": lambda: build_kubernetes(layout, versions["KUBERNETES_VERSION"], log),
+        "versitygw": lambda: go_install(
+            layout,
+            "versitygw",
+            "github.com/versity/versitygw/cmd/versitygw",
+            versions["VERSITYGW_VERSION"],
+            log,
+        ),
     }
     dirs: dict[str, Path] = {}
     for name, step in steps.items():

@@ -22,7 +22,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from . import components, host, images, pki, processes
+from . import components, host, images, objectstore, pki, processes
 from .build import build_all
 from .components import API_PORT, KWOK_TAINT, NODE_TYPE_LABEL, REAL_NODE, Binaries
 from .config import HACK_DIR, Layout, read_versions
@@ -64,6 +64,7 @@ def binaries(layout: Layout) -> Binaries:
         kwok=built["kwok"],
         helm=built["helm"],
         local_path_provisioner=built["local-path-provisioner"],
+        versitygw=built["versitygw"],
     )
 
 
@@ -93,7 +94,9 @@ def healthy(layout: Layout) -> bool:
 def up(layout: Layout, kwok_nodes: int) -> None:
     started = time.monotonic()
     if healthy(layout):
-        _link_tools(layout, binaries(layout))
+        bins = binaries(layout)
+        _link_tools(layout, bins)
+        _ensure_objectstore(layout, bins)
         _ensure_kwok_nodes(KubeAPI(layout.pki), kwok_nodes)
         _wait_nodes_ready(layout, 1 + kwok_nodes)
         log(f"already running; kubeconfig: {layout.kubeconfig}")
@@ -105,7 +108,7 @@ def up(layout: Layout, kwok_nodes: int) -> None:
     bins = binaries(layout)
     _link_tools(layout, bins)
     versions = read_versions()
-    archives = images.cluster_images(layout)
+    archives = [*images.cluster_images(layout), objectstore.image(layout, bins.versitygw)]
     log(f"binaries and images ready after {time.monotonic() - started:.1f}s")
 
     for directory in (layout.state, layout.logs, layout.run, layout.storage):
@@ -140,6 +143,7 @@ def up(layout: Layout, kwok_nodes: int) -> None:
         "local-path-provisioner",
         components.local_path_provisioner(layout, bins, versions["HELPER_IMAGE"]),
     )
+    objectstore.install(layout, lambda text: _apply(layout, text))
     _ensure_kwok_nodes(api, kwok_nodes)
     _wait_nodes_ready(layout, 1 + kwok_nodes)
     _wait_default_service_account(api)
@@ -247,6 +251,18 @@ def _install_storage(layout: Layout, helper_image: str) -> None:
     text = text.replace("@STORAGE_DIR@", str(layout.storage.resolve())).replace(
         "@HELPER_IMAGE@", helper_image
     )
+    kubectl(layout, "apply", "--server-side", "--field-manager=volprobe-localcluster", "-f", "-", stdin=text)
+
+
+def _ensure_objectstore(layout: Layout, bins: Binaries) -> None:
+    """A cluster started before the S3 server existed gets it on the next `up`."""
+    archive = objectstore.image(layout, bins.versitygw)
+    if objectstore.image_ref() not in _ctr(layout, "images", "list", "-q").stdout.split():
+        import_image(layout, archive)
+    objectstore.install(layout, lambda text: _apply(layout, text))
+
+
+def _apply(layout: Layout, text: str) -> None:
     kubectl(layout, "apply", "--server-side", "--field-manager=volprobe-localcluster", "-f", "-", stdin=text)
 
 

@@ -29,6 +29,7 @@ class Binaries:
     kwok: Path
     helm: Path
     local_path_provisioner: Path
+    versitygw: Path
 
     def k8s(self, name: str) -> str:
         return str(self.kubernetes / name)
