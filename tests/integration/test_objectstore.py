@@ -8,14 +8,18 @@ and undone afterwards. The rows refer to the acceptance list of the object-store
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import ssl
+import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import replace
 
 import pytest
 
-from tests.conftest import Cluster
+from tests.conftest import REPO, Cluster
+from tests.support.controller import VOLPROBE
 from tests.support.objectstore import ObjectStore
 from volprobe.contract.reasons import Phase, Reason, Result
 from volprobe.model.objectstore import Checks, ObjectStoreSpec, SecretRef, TLSSettings
@@ -32,6 +36,7 @@ from volprobe.runtime.s3.sigv4 import Credentials
 pytestmark = pytest.mark.integration
 
 OPERATION_SECONDS = 3.0
+OBJECTSTORE_CRD = REPO / "charts" / "volprobe" / "crds" / "volprobe.io_objectstoreprobes.yaml"
 
 
 @pytest.fixture(scope="module")
@@ -207,3 +212,67 @@ def test_row8_no_leftovers_after_50_runs(store: ObjectStore, bucket: str) -> Non
         *(f"volprobe/it/seed/{i:05d}" for i in range(5)),
     ]
     assert store.uploads(bucket) == []
+
+
+def test_check_objectstore_runs_a_probes_checks_and_leaves_nothing(
+    store: ObjectStore, bucket: str, namespace: str
+) -> None:
+    """`volprobe check-objectstore`: the probe and its Secret from the cluster, two runs, clean-up."""
+    kubectl = store.cluster.kubectl
+    kubectl.run("apply", "--server-side", "--force-conflicts", "-f", str(OBJECTSTORE_CRD))
+    kubectl.run("wait", "--for=condition=Established", "crd/objectstoreprobes.volprobe.io", "--timeout=30s")
+    key_id, secret_key = store.credentials.access_key_id, store.credentials.secret_access_key
+    kubectl.run(
+        "create",
+        "secret",
+        "generic",
+        "s3-keys",
+        "-n",
+        namespace,
+        f"--from-literal=AWS_ACCESS_KEY_ID={key_id}",
+        f"--from-literal=AWS_SECRET_ACCESS_KEY={secret_key}",
+    )
+    name = f"check-{bucket}"
+    kubectl.apply(
+        {
+            "apiVersion": "volprobe.io/v1alpha1",
+            "kind": "ObjectStoreProbe",
+            "metadata": {"name": name},
+            "spec": {
+                "endpoint": store.tls_endpoint,
+                "bucket": bucket,
+                "credentialsSecret": {"name": "s3-keys"},
+                "tls": {"caBundle": store.ca_bundle},
+                "checks": {"listPrefixKeys": 10},
+            },
+        }
+    )
+    try:
+        result = subprocess.run(
+            [str(VOLPROBE), "check-objectstore", name, "--namespace", namespace, "--output", "json"],
+            env={**os.environ, "KUBECONFIG": str(store.cluster.kubeconfig)},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        report = json.loads(result.stdout)
+        assert report["passed"] is True
+        assert [run["result"] for run in report["runs"]] == ["success", "success"]
+        assert report["runs"][0]["certificateNotAfter"] is not None
+        assert secret_key not in result.stdout + result.stderr
+        assert store.keys(bucket) == [], "the check deletes everything under its prefix"
+        kubectl.run("delete", "secret", "s3-keys", "-n", namespace)
+        missing = subprocess.run(
+            [str(VOLPROBE), "check-objectstore", name, "--namespace", namespace],
+            env={**os.environ, "KUBECONFIG": str(store.cluster.kubeconfig)},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert missing.returncode == 2
+        assert "Secret s3-keys not found in the controller's namespace" in missing.stderr
+    finally:
+        kubectl.run("delete", "objectstoreprobe", name, "--ignore-not-found")
