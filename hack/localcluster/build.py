@@ -6,6 +6,7 @@ last, so an interrupted build is redone and a finished one is never rebuilt.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -16,7 +17,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from .config import Layout, read_versions
+from .config import HACK_DIR, Layout, read_versions
 
 KUBERNETES_COMMANDS = (
     "kube-apiserver",
@@ -164,6 +165,105 @@ def go_install(layout: Layout, component: str, package: str, version: str, log: 
     return target
 
 
+def module_source(layout: Layout, module: str, version: str) -> Path:
+    """The unpacked source of `module@version` in Go's module cache (read-only)."""
+    work = layout.cache / "src"
+    work.mkdir(parents=True, exist_ok=True)
+    info = subprocess.run(
+        ["go", "mod", "download", "-json", f"{module}@{version}"],
+        cwd=work,
+        env=_go_env(layout),
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return Path(json.loads(info.stdout)["Dir"])
+
+
+def build_module(
+    layout: Layout,
+    component: str,
+    module: str,
+    version: str,
+    packages: Sequence[str],
+    *,
+    log: Path,
+    extra: Callable[[Path], None] | None = None,
+) -> Path:
+    """Build commands of a module whose go.mod has replace directives (`go install` refuses).
+
+    The CSI sidecars are such modules: their source is copied out of the module cache and
+    built there; a replace that points into the module's own tree (a nested module the proxy
+    serves separately) is pointed at that module's release of the same version. `extra` may
+    add files to the target before it is marked complete.
+    """
+    target = _target(layout, component, version)
+    if _done(target):
+        return target
+    env = _go_env(layout)
+    source = _scratch(layout, f"{component}-{version}") / "src"
+    shutil.copytree(module_source(layout, module, version), source, copy_function=shutil.copyfile)
+    for directory in (source, *(path for path in source.rglob("*") if path.is_dir())):
+        directory.chmod(0o755)  # the module cache is read-only; `go mod edit` rewrites go.mod
+    edits = json.loads(
+        subprocess.run(
+            ["go", "mod", "edit", "-json"], cwd=source, env=env, check=True, capture_output=True, text=True
+        ).stdout
+    )
+    for replace in edits.get("Replace") or []:
+        if replace["New"]["Path"].startswith("."):
+            old = replace["Old"]["Path"]
+            _run(["go", "mod", "edit", f"-replace={old}={old}@{version}"], cwd=source, env=env, log=log)
+    target.mkdir(parents=True, exist_ok=True)
+    ldflags = f"-s -w -X main.version={version}"
+    _run(
+        ["go", "build", "-ldflags", ldflags, "-o", str(target) + "/", *packages], cwd=source, env=env, log=log
+    )
+    if extra is not None:
+        extra(target)
+    _finish(target)
+    return target
+
+
+def source_digest(directory: Path) -> str:
+    """A short digest of a Go module's source tree: the cache key of something built from it."""
+    digest = hashlib.sha256()
+    for path in sorted(directory.rglob("*")):
+        if path.is_file() and (path.suffix == ".go" or path.name in ("go.mod", "go.sum")):
+            digest.update(str(path.relative_to(directory)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:12]
+
+
+def build_local_module(layout: Layout, component: str, directory: Path, log: Path) -> Path:
+    """Build a module of this repository (hack/chaoscsi), cached by the digest of its source."""
+    version = source_digest(directory)
+    target = _target(layout, component, version)
+    if _done(target):
+        return target
+    env = _go_env(layout)
+    # The module's go.sum is committed: never let the build rewrite it.
+    env["GOFLAGS"] = "-mod=readonly -trimpath"
+    target.mkdir(parents=True, exist_ok=True)
+    ldflags = f"-s -w -X main.version={version}"
+    _run(
+        ["go", "build", "-ldflags", ldflags, "-o", str(target / component), "."],
+        cwd=directory,
+        env=env,
+        log=log,
+    )
+    _finish(target)
+    return target
+
+
+def copy_snapshot_crds(layout: Layout, version: str, target: Path) -> None:
+    """The VolumeSnapshot CRDs ship in the snapshotter's client module, of the same version."""
+    source = module_source(layout, "github.com/kubernetes-csi/external-snapshotter/client/v8", version)
+    crds = target / "crds"
+    crds.mkdir(exist_ok=True)
+    for crd in sorted((source / "config" / "crd").glob("snapshot.storage.k8s.io_*.yaml")):
+        shutil.copyfile(crd, crds / crd.name)
+
+
 def build_all(layout: Layout) -> dict[str, Path]:
     """Build (or find cached) every binary the cluster needs; returns component -> directory."""
     versions = read_versions()
@@ -183,6 +283,40 @@ def build_all(layout: Layout) -> dict[str, Path]:
             log,
         ),
         "kubernetes": lambda: build_kubernetes(layout, versions["KUBERNETES_VERSION"], log),
+        # The chaos CSI driver (a test tool, hack/chaoscsi) and the sidecars that drive it.
+        "chaoscsi": lambda: build_local_module(layout, "chaoscsi", HACK_DIR / "chaoscsi", log),
+        "csi-provisioner": lambda: build_module(
+            layout,
+            "csi-provisioner",
+            "github.com/kubernetes-csi/external-provisioner/v6",
+            versions["CSI_PROVISIONER_VERSION"],
+            ["./cmd/csi-provisioner"],
+            log=log,
+        ),
+        "csi-attacher": lambda: build_module(
+            layout,
+            "csi-attacher",
+            "github.com/kubernetes-csi/external-attacher/v4",
+            versions["CSI_ATTACHER_VERSION"],
+            ["./cmd/csi-attacher"],
+            log=log,
+        ),
+        "csi-snapshotter": lambda: build_module(
+            layout,
+            "csi-snapshotter",
+            "github.com/kubernetes-csi/external-snapshotter/v8",
+            versions["CSI_SNAPSHOTTER_VERSION"],
+            ["./cmd/snapshot-controller", "./cmd/csi-snapshotter"],
+            log=log,
+            extra=lambda target: copy_snapshot_crds(layout, versions["CSI_SNAPSHOTTER_VERSION"], target),
+        ),
+        "csi-sanity": lambda: go_install(
+            layout,
+            "csi-sanity",
+            "github.com/kubernetes-csi/csi-test/v5/cmd/csi-sanity",
+            versions["CSI_SANITY_VERSION"],
+            log,
+        ),
         "versitygw": lambda: go_install(
             layout,
             "versitygw",

@@ -22,7 +22,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from . import components, host, images, objectstore, pki, processes
+from . import chaos, components, host, images, objectstore, pki, processes
 from .build import build_all
 from .components import API_PORT, KWOK_TAINT, NODE_TYPE_LABEL, REAL_NODE, Binaries
 from .config import HACK_DIR, Layout, read_versions
@@ -41,6 +41,7 @@ DAEMONS = (
     "kube-proxy",
     "kwok",
     "local-path-provisioner",
+    *chaos.DAEMONS,
 )
 
 
@@ -64,6 +65,7 @@ def binaries(layout: Layout) -> Binaries:
         kwok=built["kwok"],
         helm=built["helm"],
         local_path_provisioner=built["local-path-provisioner"],
+        chaos={name: built[name] for name in chaos.COMPONENTS},
         versitygw=built["versitygw"],
     )
 
@@ -144,9 +146,11 @@ def up(layout: Layout, kwok_nodes: int) -> None:
         components.local_path_provisioner(layout, bins, versions["HELPER_IMAGE"]),
     )
     objectstore.install(layout, lambda text: _apply(layout, text))
+    chaos.start(layout, bins.chaos, kubectl)
     _ensure_kwok_nodes(api, kwok_nodes)
     _wait_nodes_ready(layout, 1 + kwok_nodes)
     _wait_default_service_account(api)
+    chaos.wait_ready(layout)
     log(
         f"ready in {time.monotonic() - started:.1f}s: 1 real node ({REAL_NODE}) + {kwok_nodes} kwok nodes; "
         f"kubeconfig: {layout.kubeconfig}"
@@ -356,6 +360,7 @@ def down(layout: Layout) -> list[str]:
     if kube_proxy.exists():
         subprocess.run([str(kube_proxy), "--cleanup"], capture_output=True, check=False)
     host.unmount_under(layout.state)
+    host.detach_loops_under(layout.state)
     host.restore(before, layout.state)
     remaining = host.leftovers(layout.state, before)
     if not remaining:

@@ -7,6 +7,7 @@ start nothing. `cluster.py` decides the order.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +30,8 @@ class Binaries:
     kwok: Path
     helm: Path
     local_path_provisioner: Path
+    chaos: Mapping[str, Path]
+    """The chaos CSI driver and its sidecars (hack/localcluster/chaos.py), by component."""
     versitygw: Path
 
     def k8s(self, name: str) -> str:
@@ -194,7 +197,7 @@ disabled_plugins = [
 
 
 def kubelet(layout: Layout, bins: Binaries, host_ip: str) -> list[str]:
-    root = layout.state / "kubelet"
+    root = layout.kubelet_root
     root.mkdir(parents=True, exist_ok=True)
     pod_logs = layout.state / "pod-logs"
     pod_logs.mkdir(parents=True, exist_ok=True)

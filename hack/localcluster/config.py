@@ -70,6 +70,11 @@ class Layout:
         return self.state / "run"
 
     @property
+    def kubelet_root(self) -> Path:
+        """The real node's kubelet `--root-dir` (pods' volumes, CSI plugin sockets)."""
+        return self.state / "kubelet"
+
+    @property
     def storage(self) -> Path:
         """Host directory where local-path-provisioner puts volumes."""
         return self.state / "storage"

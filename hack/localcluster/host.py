@@ -120,6 +120,28 @@ def unmount_under(root: Path) -> None:
         subprocess.run(["umount", "-l", mount_point], capture_output=True, check=False)
 
 
+def loops_under(root: Path) -> list[str]:
+    """Loop devices whose backing file is under root (the chaos CSI driver's, the kubelet's)."""
+    prefix = str(root.resolve()) + "/"
+    listing = subprocess.run(
+        ["losetup", "--list", "--noheadings", "--output", "NAME,BACK-FILE"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout
+    found = []
+    for line in listing.splitlines():
+        fields = line.split(maxsplit=1)
+        if len(fields) == 2 and fields[1].strip().startswith(prefix):
+            found.append(fields[0])
+    return found
+
+
+def detach_loops_under(root: Path) -> None:
+    for device in loops_under(root):
+        subprocess.run(["losetup", "--detach", device], capture_output=True, check=False)
+
+
 def remove_netns(names: list[str]) -> None:
     for name in names:
         path = NETNS_DIR / name
@@ -205,8 +227,7 @@ def leftovers(state: Path, before: Snapshot | None) -> list[str]:
         keep = set(before.chains.get(key, [])) if before else set()
         found += [f"chain {key}/{c}" for c in chains if OUR_CHAIN.match(c) and c not in keep]
     found += [f"cgroup {p}" for p in _kubepods_cgroups()]
-    loops = subprocess.run(["losetup", "-a"], capture_output=True, text=True, check=False).stdout
-    found += [f"loop {line.split(':')[0]}" for line in loops.splitlines() if str(state.resolve()) in line]
+    found += [f"loop {device}" for device in loops_under(state)]
     if before:
         for name, value in before.sysctls.items():
             if read_sysctl(name) != value:
