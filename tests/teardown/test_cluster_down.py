@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -34,6 +36,8 @@ def test_cluster_down_leaves_nothing_behind(cluster: Cluster) -> None:
     )
     cluster.kubectl.run("wait", "--for=condition=Ready", "pod/sleeper", "--timeout=60s")
     assert host.mounts_under(layout.state), "a running pod should have mounts under the state directory"
+    # The local S3 server: a pod on the real node, its data a hostPath under the state directory.
+    assert versitygw_processes(), "the local S3 server should be running"
 
     result = subprocess.run(
         [sys.executable, "-m", "localcluster", "down"],
@@ -48,8 +52,19 @@ def test_cluster_down_leaves_nothing_behind(cluster: Cluster) -> None:
 
     assert host.leftovers(layout.state, before) == []
     assert processes.processes_mentioning(state) == []
+    assert versitygw_processes() == []
     assert host.mounts_under(layout.state) == []
     assert not OWNER_FILE.exists()
     assert sorted(p.name for p in layout.state.iterdir()) == ["logs"]
     for name, value in before.sysctls.items():
         assert host.read_sysctl(name) == value, name
+
+
+def versitygw_processes() -> list[int]:
+    """The local S3 server's processes: they run in containers, so no host path is in their argv."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        with contextlib.suppress(OSError):
+            if entry.name.isdigit() and (entry / "comm").read_text().strip() == "versitygw":
+                found.append(int(entry.name))
+    return found
