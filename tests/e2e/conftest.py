@@ -20,6 +20,8 @@ from volprobe.model.manifests import DEFAULT_AGENT_IMAGE
 
 CHART = REPO / "charts" / "volprobe"
 RELEASE_NAMESPACE = "volprobe-e2e"
+BROKEN_INTERVAL = 20
+"""The interval of `e2e-broken`, whose time to page test_prometheus.py measures (issue 14's 20 s)."""
 E2E_LABEL = "volprobe.io/e2e"
 
 
@@ -100,7 +102,7 @@ def installed(cluster: Cluster, helm: Helm, image: str) -> Iterator[str]:
             "metadata": {"name": "e2e-broken", "labels": {E2E_LABEL: "main"}},
             "spec": {
                 "storageClassName": "broken",
-                "intervalSeconds": 10,
+                "intervalSeconds": BROKEN_INTERVAL,
                 "nodeGracePeriodSeconds": 0,
                 "timeouts": {"provisionSeconds": 10},
             },
