@@ -779,9 +779,8 @@ def test_a_bound_volume_makes_room_and_widens_the_window() -> None:
     later = launched(plan.tick(world(now + 1, probes, nodes, claims=claims)))
     waited = [t for t in later if t not in first]
     assert len(waited) == INITIAL * 2, "queued runs start as soon as there is room"
-    assert all(later[t].request.slot is not None and later[t].request.slot < now for t in waited), (
-        "with the slot they waited with"
-    )
+    slots = [later[t].request.slot for t in waited]
+    assert all(slot is not None and slot < now for slot in slots), "with the slot they waited with"
 
 
 def test_runs_whose_node_volume_is_bound_need_no_room() -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
@@ -59,6 +60,10 @@ class ExecutorConfig:
     agent: AgentImage
     status_interval: float = 5.0
     sweep_interval: float = 30.0
+    min_tick_interval: float = 0.5
+    """Ticks come at most this often. Every node's status update wakes the loop; with thousands
+    of nodes that is hundreds of wake-ups a second, and each tick looks at every target. A run
+    starting half a second after its slot costs nothing."""
 
 
 class Executor:
@@ -89,11 +94,15 @@ class Executor:
         self._background: set[asyncio.Task[Any]] = set()
         self._unreadable: dict[str, str] = {}
         """Probes that cannot be parsed, with the error already logged (once, not every loop)."""
+        self._min_tick = config.min_tick_interval
 
     async def run(self) -> None:
         try:
             self._apply(self.planner.start(self.world()))
+            last_tick = -math.inf
             while True:
+                await asyncio.sleep(max(0.0, last_tick + self._min_tick - time.monotonic()))
+                last_tick = time.monotonic()
                 self.caches.changed.clear()
                 self._apply(self.planner.tick(self.world()))
                 wake = self.planner.wake_at(self.clock())
