@@ -1,14 +1,14 @@
 """What an object-store run's answers mean: the reason for each error, the verdict of each operation,
 the canary's state, and the run's outcome. Pure: plain values in, decisions out.
 
-A run is two independent tracks (runtime/s3/check.py runs them side by side):
+A run is, in this order (runtime/s3/check.py makes one request at a time):
 
-* reads: verify the long-lived canary, list the seeded prefix;
-* writes: PUT → HEAD → GET → LIST → conditional PUT → DELETE, multipart, sweep.
+* reads of what earlier runs wrote: verify the long-lived canary, list the seeded prefix;
+* writes of this run's own objects: PUT → HEAD → GET → LIST → conditional PUT → DELETE, multipart;
+* the upkeep (sweep).
 
-They are independent so that "writes stall while reads pass" — the RGW resharding outage that
-motivated this probe — shows as exactly that, per operation, instead of as one failed run; and
-side by side so a frozen server is reported one operation deadline after it froze.
+Every operation has its own result, so "writes stall while reads pass" — the RGW resharding
+outage that motivated this probe — shows as exactly that instead of as one failed run.
 """
 
 from __future__ import annotations

@@ -2,12 +2,17 @@
 
 The decisions (what an answer means, which reason, the run's verdict) are in
 `volprobe.model.objectstore_checks`; this module only makes the requests, measures them and
-hands the answers over. The two tracks (reads of what earlier runs wrote; writes of this
-run's own objects) run side by side, then the upkeep (sweep) runs alone.
+hands the answers over.
 
-Deadlines: each operation gets `operationSeconds`, cut to what is left of `runSeconds`; an
-operation whose track already timed out is not run (a stalled server would only stall it too),
-so a frozen server is reported one operation deadline after the run started its request.
+One request at a time, in a fixed order: first the reads of what earlier runs wrote (canary,
+seeded prefix), then the writes of this run's own objects, then the upkeep (sweep). Nothing
+runs side by side, so each operation's time is the server's answer to it alone (what
+bench/objectstore.py compares with the same requests made directly), and reads come first, so
+"writes stall while reads pass" is seen as exactly that.
+
+Deadlines: each operation gets `operationSeconds`, cut to what is left of `runSeconds`. After an
+operation timed out, the rest of the run is not made (a stalled server would only stall it
+too): a frozen server is reported one operation deadline after the request it did not answer.
 """
 
 from __future__ import annotations
@@ -125,13 +130,18 @@ class Runner:
         self.seeded = 0
         self.leftovers = {"objects": 0, "uploads": 0}
         self.new_canary: CanaryRecord | None = canary
+        self.stalled = ""
+        """The operation that timed out: the rest of the run is not made."""
         self.deadlines: dict[Phase, float] = {}
-        """When each operation started must end (the tracks run side by side: one per operation)."""
+        """When each operation must end (LIST's visibility wait stops short of it)."""
 
     # -- one operation -------------------------------------------------------------------------------
 
     async def attempt(self, operation: Phase, action: Callable[[], Awaitable[T]]) -> T | None:
         """Run `action` as `operation` under its deadline; record how it went; None if it failed."""
+        if self.stalled:
+            self.skip(operation, f"the server stopped answering ({self.stalled} timed out)")
+            return None
         budget = min(self.spec.operation_timeout, self.run_deadline - self.monotonic())
         if budget <= 0:
             self.results[operation] = not_run(operation, "the run's deadline passed first")
@@ -146,6 +156,7 @@ class Runner:
                 value = await action()
         except TimeoutError:
             reason, message = Reason.TIMEOUT, f"{operation.value}: no answer within {budget:.1f}s"
+            self.stalled = operation.value
         except Mismatch as mismatch:
             reason, message = mismatch.reason, str(mismatch)
         except S3Error as error:
@@ -165,13 +176,10 @@ class Runner:
         self.results[operation] = failed(operation, reason, message[:300], seconds)
         return None
 
-    def _stalled(self, *operations: Phase) -> bool:
-        return any(r.reason is Reason.TIMEOUT for op in operations if (r := self.results.get(op)) is not None)
-
     def skip(self, operation: Phase, why: str) -> None:
         self.results[operation] = not_run(operation, why)
 
-    # -- the read track ------------------------------------------------------------------------------
+    # -- reads of what earlier runs wrote --------------------------------------------------------------
 
     async def reads(self) -> None:
         if self.spec.checks.canary:
@@ -180,8 +188,6 @@ class Runner:
             self.skip(Phase.CANARY, "disabled")
         if self.spec.checks.list_prefix_keys <= 0:
             self.skip(Phase.LIST_PREFIX, "disabled")
-        elif self._stalled(Phase.CANARY):
-            self.skip(Phase.LIST_PREFIX, "the server did not answer the canary read")
         else:
             await self.attempt(Phase.LIST_PREFIX, self.list_seeded_prefix)
 
@@ -212,7 +218,7 @@ class Runner:
             token = page.next_token
         self.seeded = found
 
-    # -- the write track -----------------------------------------------------------------------------
+    # -- writes of this run's own objects ------------------------------------------------------------
 
     async def writes(self, payload: bytes) -> None:
         key = self.layout.run_object(self.run)
@@ -243,14 +249,9 @@ class Runner:
                 Phase.DELETE: lambda: self.delete(key),
             }
             for operation in dependent:
-                if self._stalled(Phase.PUT, *dependent):
-                    self.skip(operation, "the server stopped answering")
-                    continue
                 await self.attempt(operation, steps[operation])
         if not self.spec.checks.multipart:
             self.skip(Phase.MULTIPART, "disabled")
-        elif self._stalled(Phase.PUT, *dependent):
-            self.skip(Phase.MULTIPART, "the server stopped answering")
         else:
             await self.attempt(Phase.MULTIPART, self.multipart)
 
@@ -393,12 +394,9 @@ class Runner:
     async def execute(self) -> ObjectStoreRun:
         started = self.clock()
         payload = self.random_bytes(self.spec.payload_bytes)
-        await asyncio.gather(self.reads(), self.writes(payload))
-        stalled = [r.operation.value for r in self.results.values() if r.reason is Reason.TIMEOUT]
-        if stalled:
-            self.skip(Phase.SWEEP, f"the server stopped answering ({', '.join(stalled)})")
-        else:
-            await self.attempt(Phase.SWEEP, self.sweep)
+        await self.reads()
+        await self.writes(payload)
+        await self.attempt(Phase.SWEEP, self.sweep)
         results = tuple(self.results.values())
         return ObjectStoreRun(
             run=self.run,
