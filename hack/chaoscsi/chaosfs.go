@@ -199,22 +199,21 @@ func (f *chaosFile) Read(ctx context.Context, buf []byte, off int64) (fuse.ReadR
 	if !ok {
 		return nil, syscall.ENOTSUP
 	}
-	if fault == nil || fault.Action != ActionFlip {
-		return reader.Read(ctx, buf, off)
-	}
 	result, errno := reader.Read(ctx, buf, off)
 	if errno != 0 {
 		return nil, errno
 	}
+	// Read into our buffer rather than splice from the backing file: the data can be changed
+	// on its way, and a 1 MiB read plus its header would not fit a pipe anyway.
 	data, status := result.Bytes(buf)
 	result.Done()
 	if !status.Ok() {
 		return nil, syscall.Errno(status)
 	}
-	flipped := make([]byte, len(data))
-	copy(flipped, data)
-	flipBits(flipped)
-	return fuse.ReadResultData(flipped), 0
+	if fault != nil && fault.Action == ActionFlip {
+		flipBits(data)
+	}
+	return fuse.ReadResultData(data), 0
 }
 
 // flipBits turns the lowest bit of the first byte of every 512-byte sector: silent corruption
