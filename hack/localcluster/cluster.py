@@ -22,7 +22,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from . import chaos, components, host, images, objectstore, pki, processes
+from . import chaos, components, host, images, objectstore, pki, processes, registry
 from .build import build_all
 from .components import API_PORT, KWOK_TAINT, NODE_TYPE_LABEL, REAL_NODE, Binaries
 from .config import HACK_DIR, Layout, read_versions
@@ -98,6 +98,7 @@ def up(layout: Layout, kwok_nodes: int) -> None:
     if healthy(layout):
         bins = binaries(layout)
         _link_tools(layout, bins)
+        registry.ensure(layout)
         _ensure_objectstore(layout, bins)
         _ensure_kwok_nodes(KubeAPI(layout.pki), kwok_nodes)
         _wait_nodes_ready(layout, 1 + kwok_nodes)
@@ -124,6 +125,7 @@ def up(layout: Layout, kwok_nodes: int) -> None:
 
     processes.start(layout, "etcd", components.etcd(layout, bins))
     processes.start(layout, "containerd", components.containerd(layout, versions["PAUSE_IMAGE"]))
+    registry.ensure(layout)
     _wait_etcd(layout)
     processes.start(layout, "kube-apiserver", components.kube_apiserver(layout, bins, address))
     _wait_containerd(layout)
@@ -351,6 +353,7 @@ def down(layout: Layout) -> list[str]:
         if name == "containerd":
             continue
         processes.stop(layout, name)
+    processes.stop(layout, registry.NAME)
     if processes.pid_of(layout, "containerd") is not None:
         _remove_containers(layout)
         processes.stop(layout, "containerd")
@@ -377,7 +380,7 @@ def down(layout: Layout) -> list[str]:
 
 
 def status(layout: Layout) -> dict[str, Any]:
-    daemons = {name: processes.pid_of(layout, name) for name in DAEMONS}
+    daemons = {name: processes.pid_of(layout, name) for name in (*DAEMONS, registry.NAME)}
     info: dict[str, Any] = {"state": str(layout.state), "daemons": daemons, "healthy": healthy(layout)}
     if info["healthy"]:
         ready, not_ready = KubeAPI(layout.pki).ready_nodes()

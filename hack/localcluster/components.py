@@ -13,6 +13,7 @@ from pathlib import Path
 
 import yaml
 
+from . import registry
 from .config import Layout
 from .host import BRIDGE, POD_CIDR, SERVICE_CIDR
 
@@ -163,6 +164,8 @@ disabled_plugins = [
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "/usr/lib/cni"
     conf_dir = "{layout.state / "cni" / "net.d"}"
+  [plugins."io.containerd.grpc.v1.cri".registry]
+    config_path = "{registry.containerd_hosts(layout)}"
 """
     )
     cni = layout.state / "cni" / "net.d"
