@@ -10,9 +10,13 @@ import httpx
 import pytest
 
 from volprobe.contract.reasons import Phase, Reason, Result
-from volprobe.kinds.objectstore import KIND, ObjectStoreRequest, read_credentials
+from volprobe.kinds.objectstore import KIND, read_credentials
+from volprobe.model.manifests import AgentImage
 from volprobe.model.objectstore import CredentialsError, ObjectStoreSpec, SecretRef
+from volprobe.model.runs import RunRequest
 from volprobe.model.targets import Target
+from volprobe.runtime.caches import Caches
+from volprobe.runtime.engine import Engine
 from volprobe.runtime.kube import ConnectionConfig, KubeClient
 from volprobe.runtime.kube.credentials import Credential, StaticCredentials
 
@@ -61,13 +65,8 @@ async def test_a_missing_unreadable_or_incomplete_secret_is_credentials_missing(
     async with kube:
         with pytest.raises(CredentialsError, match=re.escape(message)):
             await read_credentials(kube, "volprobe", SPEC)
-        result = await KIND.execute(
-            ObjectStoreRequest(SPEC, Target("s3", KIND.name), "run-1", None),
-            kube,
-            "volprobe",
-            clock=lambda: 1000.0,
-        )
-    outcome = result.outcome
+        engine = Engine(kube, Caches(kube, "volprobe"), AgentImage("unused"), clock=lambda: 1000.0)
+        outcome = await KIND.execute(RunRequest(SPEC, Target("s3", KIND.name), "run-1"), engine)
     assert (outcome.result, outcome.phase, outcome.reason) == (
         Result.FAILURE,
         Phase.CREDENTIALS,

@@ -15,9 +15,13 @@ import pytest
 
 from tests.unit.factories import NOW, claim_json, node_json, pod_json
 from volprobe.contract.reasons import Phase, Reason, Result, SkipReason
-from volprobe.kinds import REGISTRY
+from volprobe.kinds import REGISTRY, RESOURCES
+from volprobe.kinds.storageprobe import probe_state
 from volprobe.model.baseline import FLOOR, MIN_SAMPLES
 from volprobe.model.manifests import labels, node_claim_name
+from volprobe.model.objectstore import PLURAL as OBJECTSTORE_PLURAL
+from volprobe.model.objectstore import ObjectStoreSpec
+from volprobe.model.objectstore import parse as parse_objectstore
 from volprobe.model.outcome import Outcome
 from volprobe.model.pacing import CONGESTED_AFTER, INITIAL
 from volprobe.model.planner import (
@@ -31,6 +35,7 @@ from volprobe.model.planner import (
     Launch,
     Planner,
     Publish,
+    Retire,
     SetNodeCounts,
     SetSkipped,
     SetStalled,
@@ -40,13 +45,14 @@ from volprobe.model.planner import (
 )
 from volprobe.model.runs import RunProgress
 from volprobe.model.slots import next_slot, offset
-from volprobe.model.spec import ProbeSpec, parse_probe
+from volprobe.model.spec import PLURAL, ProbeSpec, parse_probe
 from volprobe.model.targets import Target
 from volprobe.model.views import ClaimView, ClassView, NodeView, PodView
 
 PROBE = "fast"
 UID = "0b7c3d9e-51aa-4f3e-9a55-7d2c1e0f4b6a"
 CLASS = "fast-ssd"
+KEY = (PLURAL, PROBE)
 INTERVAL = 60.0
 A = TypeVar("A", bound=Action)
 
@@ -76,12 +82,12 @@ def world(
 ) -> World:
     return World(
         now=now,
-        probes={p.name: p for p in probes},
+        probes={(PLURAL, p.name): p for p in probes},
         classes={c: ClassView(c, "example.com/csi") for c in classes},
         nodes={n.name: n for n in nodes},
         pods=pods,
         claims=claims,
-        statuses=statuses or {},
+        statuses={(PLURAL, name): status for name, status in (statuses or {}).items()},
     )
 
 
@@ -137,7 +143,7 @@ PROVISION = Target(PROBE, "provision")
 
 
 def planner(**options: Any) -> Planner:
-    return Planner(REGISTRY, **options)
+    return Planner(REGISTRY, list(RESOURCES.values()), **options)
 
 
 def run_until_launched(
@@ -452,7 +458,7 @@ def test_a_deleted_probe_forgets_everything() -> None:
     actions = plan.tick(world(NOW + 65, [spec("other")], [node("worker-1")]))
     assert Forget(PROBE) in actions
     assert {t.probe for t in plan.targets} == {"other"}
-    assert PROBE not in plan.records
+    assert KEY not in plan.records
 
 
 # -- a missing StorageClass ----------------------------------------------------------------------
@@ -520,7 +526,7 @@ def test_the_status_on_the_server_seeds_condition_times() -> None:
         "conditions": [{"type": "Ready", "status": "False", "lastTransitionTime": "2026-01-01T00:00:00Z"}],
     }
     plan.start(world(NOW, [spec()], [node("worker-1")], statuses={PROBE: previous}))
-    assert plan.records[PROBE].status_written == previous
+    assert plan.records[KEY].status_written == previous
 
 
 # -- the sweep -----------------------------------------------------------------------------------
@@ -560,10 +566,10 @@ def test_status_is_written_at_most_every_status_interval() -> None:
     plan = planner(status_interval=5)
     probes, nodes = [spec()], [node("worker-1")]
     (first,) = of_type(plan.tick(world(NOW, probes, nodes)), WriteStatus)
-    assert first.probe == PROBE
+    assert first.probe == KEY
     assert of_type(plan.tick(world(NOW + 1, probes, nodes)), WriteStatus) == [], "a write is in flight"
-    plan.status_written(PROBE, first.document, NOW + 1)
-    plan.records[PROBE].dirty = True
+    plan.status_written(KEY, first.document, NOW + 1)
+    plan.records[KEY].dirty = True
     assert of_type(plan.tick(world(NOW + 3, probes, nodes)), WriteStatus) == [], "paced"
     assert of_type(plan.tick(world(NOW + 7, probes, nodes)), SetNodeCounts), "counts follow each status"
 
@@ -572,8 +578,8 @@ def test_an_unchanged_status_is_not_written_again() -> None:
     plan = planner(status_interval=5)
     probes, nodes = [spec()], [node("worker-1")]
     (first,) = of_type(plan.tick(world(NOW, probes, nodes)), WriteStatus)
-    plan.status_written(PROBE, first.document, NOW)
-    plan.records[PROBE].dirty = True
+    plan.status_written(KEY, first.document, NOW)
+    plan.records[KEY].dirty = True
     assert of_type(plan.tick(world(NOW, probes, nodes)), WriteStatus) == []
 
 
@@ -581,7 +587,7 @@ def test_a_new_generation_is_written_at_once() -> None:
     plan = planner(status_interval=5)
     probes, nodes = [spec()], [node("worker-1")]
     (first,) = of_type(plan.tick(world(NOW, probes, nodes)), WriteStatus)
-    plan.status_written(PROBE, first.document, NOW)
+    plan.status_written(KEY, first.document, NOW)
     (second,) = of_type(plan.tick(world(NOW + 1, [spec(generation=2)], nodes)), WriteStatus)
     assert second.document["observedGeneration"] == 2
 
@@ -590,9 +596,9 @@ def test_a_failed_status_write_is_retried_unless_the_probe_is_gone() -> None:
     plan = planner(status_interval=5)
     probes, nodes = [spec()], [node("worker-1")]
     of_type(plan.tick(world(NOW, probes, nodes)), WriteStatus)
-    plan.status_failed(PROBE, retry=True)
+    plan.status_failed(KEY, retry=True)
     assert of_type(plan.tick(world(NOW + 1, probes, nodes)), WriteStatus)
-    plan.status_failed(PROBE, retry=False)
+    plan.status_failed(KEY, retry=False)
     assert of_type(plan.tick(world(NOW + 2, probes, nodes)), WriteStatus) == []
 
 
@@ -660,7 +666,7 @@ def test_a_run_far_over_its_usual_phase_time_is_stalled_long_before_the_deadline
     assert [e.reason for e in of_type(stalled, Emit)] == ["ProbeStalled"]
     assert of_type(plan.tick(replace(world(NOW + 112, probes, nodes), progress=progress)), SetStalled) == []
 
-    state = plan.probe_state(plan.records[PROBE])
+    state = probe_state(plan.view(plan.records[KEY]))
     assert [(s.kind, s.phase) for s in state.stalled] == [("provision", Phase.PROVISION)]
 
     moved_on = {"slow-run": RunProgress(Phase.SCHEDULE, NOW + 113)}
@@ -716,7 +722,7 @@ def test_failures_do_not_teach_the_baseline() -> None:
     plan.targets[MOUNT_W1].run = "bad"
     failure = outcome(MOUNT_W1, "bad", Result.FAILURE, at=NOW + 50, durations={Phase.MOUNT: 1.0})
     plan.finished(MOUNT_W1, "bad", failure, world(NOW + 50, probes, nodes))
-    assert plan.records[PROBE].baseline.threshold("mount", Phase.MOUNT) is None
+    assert plan.records[KEY].baseline.threshold("mount", Phase.MOUNT) is None
 
 
 def test_the_baseline_travels_in_the_status_to_the_next_leader() -> None:
@@ -727,7 +733,7 @@ def test_the_baseline_travels_in_the_status_to_the_next_leader() -> None:
 
     second = planner()
     second.start(world(NOW + 20, [spec()], [node("worker-1")], statuses={PROBE: dict(written.document)}))
-    assert second.records[PROBE].baseline.threshold("provision", Phase.PROVISION) == FLOOR
+    assert second.records[KEY].baseline.threshold("provision", Phase.PROVISION) == FLOOR
 
 
 def test_nothing_is_stalled_while_the_caches_are_not_current() -> None:
@@ -760,7 +766,7 @@ def test_first_runs_on_many_new_nodes_queue_behind_the_window_and_never_fail() -
     assert counted(actions) == [], "a queued run is neither a failure nor a skip"
     (gauges,) = of_type(plan.tick(world(NOW + INTERVAL + 3, probes, nodes)), Publish)
     assert gauges.queued == {(PROBE, "mount"): 50 - INITIAL}
-    assert plan.probe_state(plan.records[PROBE]).queued == 50 - INITIAL
+    assert probe_state(plan.view(plan.records[KEY])).queued == 50 - INITIAL
 
 
 def test_a_bound_volume_makes_room_and_widens_the_window() -> None:
@@ -825,3 +831,96 @@ def test_a_queued_target_whose_node_goes_unwell_is_skipped_not_kept() -> None:
     actions = plan.tick(world(NOW + INTERVAL + 3, probes, unwell))
     assert [(o.target, o.skip) for o in counted(actions)] == [(queued, SkipReason.CORDONED)]
     assert plan.targets[queued].queued is None
+
+
+# -- another probe resource: ObjectStoreProbes, run by the controller ----------------------------
+
+S3_KEY = (OBJECTSTORE_PLURAL, "s3")
+S3_TARGET = Target("s3", "objectstore")
+
+
+def store(generation: int = 1, **fields: Any) -> ObjectStoreSpec:
+    return parse_objectstore(
+        {
+            "metadata": {"name": "s3", "uid": "uid-s3", "generation": generation},
+            "spec": {
+                "endpoint": "https://s3.example.com",
+                "bucket": "volprobe",
+                "credentialsSecret": {"name": "s3-keys"},
+                "intervalSeconds": INTERVAL,
+                **fields,
+            },
+        }
+    )
+
+
+def world_with_store(now: float, *stores: ObjectStoreSpec, statuses: dict[str, Any] | None = None) -> World:
+    return replace(
+        world(now, [spec()], [node("worker-1")]),
+        probes={(PLURAL, PROBE): spec(), **{(OBJECTSTORE_PLURAL, s.name): s for s in stores}},
+        statuses={(OBJECTSTORE_PLURAL, "s3"): statuses} if statuses else {},
+    )
+
+
+def test_an_object_store_probe_has_one_target_run_by_the_controller_without_nodes_or_pacing() -> None:
+    plan = planner()
+    actions: list[Action] = []
+    for second in range(int(INTERVAL) + 2):
+        actions += plan.tick(world_with_store(NOW + second, store()))
+    launch = launched(actions)[S3_TARGET]
+    assert launch.request.spec == store()
+    assert launch.request.avoid_nodes == ()
+    assert {t for t in plan.targets if t.probe == "s3"} == {S3_TARGET}, "no node targets, no other kinds"
+    assert plan.records[S3_KEY].selected == frozenset()
+
+
+def test_an_object_store_run_carries_its_previous_outcome_and_status_to_the_next() -> None:
+    previous_status = {"canary": {"key": "probes/s3/canary", "sha256": "ab" * 32}}
+    plan = planner()
+    found: dict[Target, Launch] = {}
+    for second in range(int(INTERVAL) + 2):
+        found.update(launched(plan.tick(world_with_store(NOW + second, store(), statuses=previous_status))))
+    assert found[S3_TARGET].request.status == previous_status, "a new leader's first run sees the status"
+    run = found[S3_TARGET].request.pod_name
+    done = outcome(S3_TARGET, run, at=NOW + 70, node="")
+    plan.finished(S3_TARGET, run, done, world_with_store(NOW + 70, store()))
+    later: dict[Target, Launch] = {}
+    for second in range(int(INTERVAL) + 2):
+        later.update(launched(plan.tick(world_with_store(NOW + 71 + second, store()))))
+    assert later[S3_TARGET].request.previous == done
+
+
+def test_an_object_store_probe_has_its_own_status_and_events() -> None:
+    plan = planner(status_interval=0)
+    run = next(iter(launched_store_run(plan)))
+    failure = outcome(
+        S3_TARGET, run, Result.FAILURE, at=NOW + 70, node="", phase=Phase.PUT, reason=Reason.ACCESS_DENIED
+    )
+    actions = plan.finished(S3_TARGET, run, failure, world_with_store(NOW + 70, store()))
+    (event,) = of_type(actions, Emit)
+    assert (event.probe, event.reason) == (S3_KEY, "ProbeFailed")
+    for record in plan.records.values():
+        record.status_writing = False
+    writes = {w.probe: w for w in of_type(plan.tick(world_with_store(NOW + 71, store())), WriteStatus)}
+    document = writes[S3_KEY].document
+    assert {c["type"]: c["status"] for c in document["conditions"]} == {"Ready": "False", "Degraded": "True"}
+    assert document["lastRun"]["reason"] == "access_denied"
+    assert "nodes" not in document
+
+
+def test_a_deleted_object_store_probe_is_retired_with_its_last_spec() -> None:
+    plan = planner()
+    plan.tick(world_with_store(NOW, store(generation=3)))
+    actions = plan.tick(world_with_store(NOW + 1))
+    assert Retire(S3_TARGET, store(generation=3)) in actions
+    assert Forget("s3") in actions
+    assert S3_KEY not in plan.records
+
+
+def launched_store_run(plan: Planner) -> dict[str, Launch]:
+    found: dict[str, Launch] = {}
+    for second in range(int(INTERVAL) + 2):
+        for launch in of_type(plan.tick(world_with_store(NOW + second, store())), Launch):
+            if launch.request.target == S3_TARGET:
+                found[launch.request.pod_name] = launch
+    return found

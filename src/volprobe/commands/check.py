@@ -31,15 +31,15 @@ import httpx
 from volprobe import __version__, kinds
 from volprobe.commands.cleanup import delete_owned
 from volprobe.contract.reasons import Phase, SkipReason
+from volprobe.kinds import storageprobe
 from volprobe.model import kind as kind_model
-from volprobe.model import nodes
 from volprobe.model.manifests import DEFAULT_AGENT_IMAGE, SELECTOR, AgentImage, pod_name
 from volprobe.model.outcome import Outcome
 from volprobe.model.runs import RunRequest
-from volprobe.model.spec import ProbeSpec, Timeouts, parse_probe
+from volprobe.model.spec import PLURAL, ProbeSpec, Timeouts, parse_probe
 from volprobe.model.targets import Target
 from volprobe.runtime.budget import ApiBudget, BudgetConfig
-from volprobe.runtime.caches import PROBES_PATH, Caches
+from volprobe.runtime.caches import Caches, probes_path
 from volprobe.runtime.engine import Engine, RunnableKind
 from volprobe.runtime.kube import ApiError, ConfigError, KubeClient, load_config
 
@@ -134,7 +134,7 @@ class Check:
         self.client = client
         self.spec = spec
         self.namespace = namespace
-        self.caches = Caches(client, namespace, watch_probes=False)
+        self.caches = Caches(client, namespace)
         self.engine = Engine(client, self.caches, agent)
         self.mount_runs = mount_runs
         self.progress = progress
@@ -162,22 +162,21 @@ class Check:
     def _plan(self) -> list[Coroutine[Any, Any, None]]:
         """One job per target of every enabled kind; per-node kinds run `mount_runs` times."""
         now = time.time()
+        resource = storageprobe.RESOURCE
         by_name = {node.name: node for node in self.caches.all_nodes()}
-        selected = sorted(
-            name for name, node in by_name.items() if nodes.selected(self.spec.node_selector_terms, node)
-        )
+        selected = sorted(resource.selected_nodes(self.spec, by_name))
         if not selected:
             raise CheckError("no node matches the probe's node selector")
-        for name in selected:
-            reason = kind_model.node_skip(self.spec, by_name[name], now)
-            if reason is not None:
-                self.result.skipped[name] = reason
+        skips = {name: resource.node_skip(self.spec, by_name[name], now) for name in selected}
+        self.result.skipped = {name: reason for name, reason in skips.items() if reason is not None}
         jobs = []
         for kind in kinds.REGISTRY:
+            if kind.resource != resource.plural:
+                continue
             per_node = kind.placement is kind_model.Placement.PER_NODE
             for target in kind_model.targets(kind, self.spec, selected):
                 ready = kind_model.readiness(
-                    kind.placement, self.spec, target, selected=selected, all_nodes=by_name, now=now
+                    kind.placement, target, selected=selected, node_skip=skips.__getitem__
                 )
                 if ready.skip is None:
                     runs = self.mount_runs if per_node else 1
@@ -346,7 +345,7 @@ async def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     async with KubeClient(
         load_config(args.kubeconfig), budget=budget, user_agent=f"volprobe-check/{__version__}"
     ) as client:
-        probe_object = await client.get(f"{PROBES_PATH}/{args.probe}") if args.probe else None
+        probe_object = await client.get(f"{probes_path(PLURAL)}/{args.probe}") if args.probe else None
         spec = spec_from_args(args, probe_object)
         namespace, temporary = await _namespace(client, args.namespace)
         agent = AgentImage(args.probe_image, tuple(shlex.split(args.agent_command)), args.image_pull_policy)

@@ -108,7 +108,9 @@ async def run(args: argparse.Namespace) -> None:
         status_interval=args.status_interval,
         probe_selector=args.probe_selector,
     )
-    controller = asyncio.create_task(Controller(client, config, metrics, health, kinds.BY_NAME).run())
+    controller = asyncio.create_task(
+        Controller(client, config, metrics, health, kinds=kinds.BY_NAME, resources=kinds.RESOURCES).run()
+    )
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, controller.cancel)

@@ -12,20 +12,23 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from volprobe.contract.reasons import Phase, Reason
+from volprobe.kinds.storageprobe import storage_probe
 from volprobe.model.kind import Placement
 from volprobe.model.manifests import ANNOTATION_GENERATION, lasting_claim, node_claim_name, probe_pod
 from volprobe.model.outcome import Outcome, failed
 from volprobe.model.runs import RunRequest
+from volprobe.model.spec import PLURAL
 from volprobe.model.targets import Target
-from volprobe.runtime.engine import Engine, PodRun
+from volprobe.runtime.engine import Engine, PodKind, PodRun
 from volprobe.runtime.kube import ApiError
 
 
 @dataclass(frozen=True)
-class MountKind:
+class MountKind(PodKind):
     name: str = "mount"
     short: str = "m"
     placement: Placement = Placement.PER_NODE
+    resource: str = PLURAL
     description: str = (
         "The node's long-lived volume, mounted by a fresh pod on that node, verified and rewritten."
     )
@@ -34,19 +37,19 @@ class MountKind:
         return (node_claim_name(target.probe, target.node),)
 
     async def execute(self, request: RunRequest, engine: Engine) -> Outcome:
+        spec = storage_probe(request)
         claim = node_claim_name(request.target.probe, request.target.node)
         if request.adopt is not None:
             current = engine.caches.claim(claim)
             bound = current is not None and current.phase == "Bound"
-            return await engine.run_pod(
-                request, PodRun(claim, None, claim_preexisting=bound, keeps_claim=True)
-            )
+            plan = PodRun(spec.timeouts, claim, None, claim_preexisting=bound, keeps_claim=True)
+            return await engine.run_pod(request, plan)
         prepared = await _prepare_claim(request, engine, claim)
         if isinstance(prepared, Outcome):
             return prepared
         bound, expect = prepared
         manifest = probe_pod(
-            request.spec,
+            spec,
             request.target,
             name=request.pod_name,
             namespace=engine.namespace,
@@ -54,9 +57,8 @@ class MountKind:
             claim=claim,
             expect_generation=expect,
         )
-        return await engine.run_pod(
-            request, PodRun(claim, manifest, claim_preexisting=bound, keeps_claim=True)
-        )
+        plan = PodRun(spec.timeouts, claim, manifest, claim_preexisting=bound, keeps_claim=True)
+        return await engine.run_pod(request, plan)
 
 
 async def _prepare_claim(
@@ -74,7 +76,7 @@ async def _prepare_claim(
             now=now,
         )
     if existing is None:
-        manifest = lasting_claim(request.spec, request.target, claim, engine.namespace)
+        manifest = lasting_claim(storage_probe(request), request.target, claim, engine.namespace)
         try:
             await engine.client.create(engine.path("persistentvolumeclaims"), manifest)
         except ApiError as error:

@@ -4,60 +4,71 @@ One target per ObjectStoreProbe (its own resource, not a facet of a StorageProbe
 no pod: a run is a sequence of signed S3 requests made from the controller
 (`volprobe.runtime.s3.check`), so it costs no API writes. Each run reads the key pair from the
 probe's Secret in the controller's namespace (a rotated key is used at the next run), verifies
-the canary an earlier run wrote, and hands back the run's `Outcome` (phase = the operation that
-failed) together with what only object-store runs have (per-operation results, the canary to
-record in status, the certificate's expiry).
-
-Not registered in `volprobe.kinds.REGISTRY` yet: the planner's seam is per StorageProbe (targets
-from `ProbeSpec` and nodes, status and Events of StorageProbes); what it needs to carry this kind
-is listed in docs/objectstore.md ("Wiring into the controller").
+the canary an earlier run wrote — the previous run's, or the one the probe's status names after
+a restart — and returns the run's `Outcome` with the per-operation results as its details
+(status, metrics). A deleted probe's objects in the bucket are removed (`retire`).
 """
 
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 
-from volprobe.contract.reasons import Phase, Reason
+from volprobe.contract.reasons import Phase, Reason, SkipReason
+from volprobe.model.kind import Placement
 from volprobe.model.objectstore import (
+    PLURAL,
     CredentialsError,
     ObjectStoreSpec,
     credentials_from_secret,
+    parse,
 )
 from volprobe.model.objectstore_checks import CanaryRecord, ObjectStoreRun, failed, judge, to_outcome
+from volprobe.model.objectstore_status import build
 from volprobe.model.outcome import Outcome
+from volprobe.model.probe import Probe
+from volprobe.model.resource import Missing, ProbeView, StatusUpdate
+from volprobe.model.runs import RunRequest
 from volprobe.model.targets import Target
+from volprobe.model.views import ClassView, NodeView
+from volprobe.runtime.engine import Engine
 from volprobe.runtime.kube import ApiError, KubeClient
+from volprobe.runtime.metrics import ProbeMetrics
 from volprobe.runtime.s3.check import client_for, purge, run_once
 from volprobe.runtime.s3.sigv4 import Credentials
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class ObjectStoreRequest:
-    """One run to make: the probe as the API server has it, the run's name, the canary to expect."""
-
-    spec: ObjectStoreSpec
-    target: Target
-    run: str
-    canary: CanaryRecord | None
+def object_store(spec: Probe) -> ObjectStoreSpec:
+    if not isinstance(spec, ObjectStoreSpec):
+        raise TypeError(f"an object-store run needs an ObjectStoreProbe, not {type(spec).__name__}")
+    return spec
 
 
-@dataclass(frozen=True)
-class ObjectStoreResult:
-    outcome: Outcome
-    run: ObjectStoreRun
+def run_details(outcome: Outcome | None) -> ObjectStoreRun | None:
+    details = outcome.details if outcome is not None else None
+    return details if isinstance(details, ObjectStoreRun) else None
+
+
+def expected_canary(request: RunRequest) -> CanaryRecord | None:
+    """The canary this run must find: the previous run's, or (a new leader) the status's."""
+    previous = run_details(request.previous)
+    if previous is not None:
+        return previous.canary
+    return CanaryRecord.from_status((request.status or {}).get("canary"))
 
 
 @dataclass(frozen=True)
 class ObjectStoreKind:
     name: str = "objectstore"
     short: str = "o"
+    placement: Placement = Placement.CONTROLLER
+    resource: str = PLURAL
     description: str = (
         "An S3 bucket, from the controller: a fresh object written with a verified checksum, read back, "
         "listed, refused as an overwrite and deleted; a canary verified; a multipart upload aborted."
@@ -66,36 +77,74 @@ class ObjectStoreKind:
     def lasting_claims(self, target: Target) -> tuple[str, ...]:
         return ()
 
-    async def execute(
-        self,
-        request: ObjectStoreRequest,
-        client: KubeClient,
-        namespace: str,
-        *,
-        clock: Callable[[], float] = time.time,
-    ) -> ObjectStoreResult:
-        spec = request.spec
+    async def execute(self, request: RunRequest, engine: Engine) -> Outcome:
+        spec = object_store(request.spec)
         if spec.tls.insecure_skip_verify:
             log.warning(
                 "ObjectStoreProbe %s does not verify the TLS certificate of %s (tls.insecureSkipVerify)",
                 spec.name,
                 spec.endpoint,
             )
+        canary = expected_canary(request)
         try:
-            credentials = await read_credentials(client, namespace, spec)
+            credentials = await read_credentials(engine.client, engine.namespace, spec)
         except CredentialsError as error:
-            now = clock()
+            now = engine.clock()
             operations = (failed(Phase.CREDENTIALS, Reason.CREDENTIALS_MISSING, str(error), 0.0),)
-            run = ObjectStoreRun(request.run, now, now, operations, judge(operations), request.canary)
-            return ObjectStoreResult(to_outcome(request.target, run), run)
-        run = await run_once(spec, credentials, request.canary, run=request.run, clock=clock)
-        return ObjectStoreResult(to_outcome(request.target, run), run)
+            run = ObjectStoreRun(request.pod_name, now, now, operations, judge(operations), canary)
+        else:
+            run = await run_once(spec, credentials, canary, run=request.pod_name, clock=engine.clock)
+        return to_outcome(request.target, run)
 
-    async def forget(self, spec: ObjectStoreSpec, client: KubeClient, namespace: str) -> int:
-        """The probe was deleted: delete its canary, seeds and leftovers (how many)."""
-        credentials = await read_credentials(client, namespace, spec)
-        async with client_for(spec, credentials) as s3:
-            return await purge(s3, spec)
+    def observe(self, metrics: ProbeMetrics, outcome: Outcome, spec: Probe) -> None:
+        run = run_details(outcome)
+        if run is not None:
+            insecure = object_store(spec).tls.insecure_skip_verify
+            metrics.record_objectstore(outcome.target.probe, run, insecure=insecure)
+
+    async def retire(self, spec: Probe, engine: Engine) -> None:
+        """The probe was deleted: delete its canary, seeds and leftovers from the bucket."""
+        store = object_store(spec)
+        credentials = await read_credentials(engine.client, engine.namespace, store)
+        async with client_for(store, credentials) as s3:
+            removed = await purge(s3, store)
+        log.info(
+            "ObjectStoreProbe %s is gone: removed %d objects of it from %s", store.name, removed, store.target
+        )
+
+
+@dataclass(frozen=True)
+class ObjectStoreResource:
+    plural: str = PLURAL
+    api_kind: str = "ObjectStoreProbe"
+
+    def parse(self, obj: Mapping[str, Any]) -> ObjectStoreSpec:
+        return parse(obj)
+
+    def selected_nodes(self, spec: ObjectStoreSpec, all_nodes: Mapping[str, NodeView]) -> frozenset[str]:
+        return frozenset()
+
+    def node_skip(self, spec: ObjectStoreSpec, node: NodeView | None, now: float) -> SkipReason | None:
+        return None
+
+    def prerequisite(self, spec: ObjectStoreSpec, classes: Mapping[str, ClassView]) -> Missing | None:
+        return None
+
+    def status(self, view: ProbeView, previous: Mapping[str, Any] | None, now: float) -> StatusUpdate:
+        spec = object_store(view.spec)
+        latest = next((t.last for t in view.targets if t.last is not None), None)
+        run = run_details(latest)
+        canary = run.canary if run is not None else CanaryRecord.from_status((previous or {}).get("canary"))
+        document = build(
+            spec,
+            latest,
+            run,
+            canary=canary,
+            last_success=view.last_success.get(KIND.name),
+            previous=previous,
+            now=now,
+        )
+        return StatusUpdate(document)
 
 
 async def read_credentials(client: KubeClient, namespace: str, spec: ObjectStoreSpec) -> Credentials:
@@ -117,3 +166,4 @@ async def read_credentials(client: KubeClient, namespace: str, spec: ObjectStore
 
 
 KIND = ObjectStoreKind()
+RESOURCE = ObjectStoreResource()

@@ -11,19 +11,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from volprobe.kinds.storageprobe import storage_probe
 from volprobe.model.kind import Placement
 from volprobe.model.manifests import VOLUME_NAME, probe_pod
 from volprobe.model.outcome import Outcome
 from volprobe.model.runs import RunRequest
+from volprobe.model.spec import PLURAL
 from volprobe.model.targets import Target
-from volprobe.runtime.engine import Engine, PodRun
+from volprobe.runtime.engine import Engine, PodKind, PodRun
 
 
 @dataclass(frozen=True)
-class ProvisionKind:
+class ProvisionKind(PodKind):
     name: str = "provision"
     short: str = "p"
     placement: Placement = Placement.ANY_NODE
+    resource: str = PLURAL
     description: str = (
         "A new volume of the class, created, mounted, written and deleted, on any selected node."
     )
@@ -32,7 +35,7 @@ class ProvisionKind:
         return ()
 
     async def execute(self, request: RunRequest, engine: Engine) -> Outcome:
-        spec = request.spec
+        spec = storage_probe(request)
         # The ephemeral-volume controller names the claim after the pod and the volume.
         claim = f"{request.pod_name}-{VOLUME_NAME}"
         storage_class = engine.caches.storage_class(spec.storage_class)
@@ -47,6 +50,7 @@ class ProvisionKind:
                 avoid_nodes=request.avoid_nodes,
             )
         plan = PodRun(
+            timeouts=spec.timeouts,
             claim=claim,
             manifest=manifest,
             require_volume_gone=storage_class is None or storage_class.reclaim_policy == "Delete",

@@ -10,16 +10,14 @@ a run should avoid — is derived from its `Placement` here, once, instead of in
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
 
 from volprobe.contract.reasons import SkipReason
-from volprobe.model import nodes
-from volprobe.model.spec import ProbeSpec
+from volprobe.model.probe import Probe
 from volprobe.model.targets import Target
-from volprobe.model.views import NodeView
 
 
 class Placement(StrEnum):
@@ -27,6 +25,8 @@ class Placement(StrEnum):
     """One target per selected node; each run's pod is pinned to its node."""
     ANY_NODE = "any-node"
     """One target per probe; each run's pod may land on any selected node that is well."""
+    CONTROLLER = "controller"
+    """One target per probe, run by the controller itself: no node, no pod (an object store)."""
 
 
 class ProbeKind(Protocol):
@@ -44,6 +44,10 @@ class ProbeKind(Protocol):
     def placement(self) -> Placement: ...
 
     @property
+    def resource(self) -> str:
+        """The plural of the probe resource whose objects have this kind (`storageprobes`)."""
+
+    @property
     def description(self) -> str:
         """One line for docs/reasons.md (generated)."""
 
@@ -51,7 +55,7 @@ class ProbeKind(Protocol):
         """Claims that outlive a run and are deleted only when the target goes."""
 
 
-def targets(kind: ProbeKind, spec: ProbeSpec, selected: Iterable[str]) -> list[Target]:
+def targets(kind: ProbeKind, spec: Probe, selected: Iterable[str]) -> list[Target]:
     """The targets a probe has for this kind, given the nodes it selects."""
     if not spec.enables(kind.name):
         return []
@@ -68,28 +72,24 @@ class Readiness:
     avoid_nodes: tuple[str, ...] = ()
 
 
-def node_skip(spec: ProbeSpec, node: NodeView | None, now: float) -> SkipReason | None:
-    """Why a selected node must not be probed now (a node that is gone is being deleted)."""
-    if node is None:
-        return SkipReason.DELETING
-    return nodes.skip_reason(node, tolerations=spec.pod.tolerations, grace=spec.node_grace, now=now)
-
-
 def readiness(
     placement: Placement,
-    spec: ProbeSpec,
     target: Target,
     *,
     selected: Iterable[str],
-    all_nodes: Mapping[str, NodeView],
-    now: float,
+    node_skip: Callable[[str], SkipReason | None],
 ) -> Readiness:
-    """May this target run now? Per-node targets follow their node; any-node targets avoid
-    unwell nodes and are skipped only when every selected node is unwell (then with the most
-    common reason, so "the only node is cordoned" reads as `cordoned`)."""
+    """May this target run now? `node_skip` says why a selected node must not be probed now.
+
+    Per-node targets follow their node; any-node targets avoid unwell nodes and are skipped only
+    when every selected node is unwell (then with the most common reason, so "the only node is
+    cordoned" reads as `cordoned`); targets run by the controller always may.
+    """
+    if placement is Placement.CONTROLLER:
+        return Readiness()
     if placement is Placement.PER_NODE:
-        return Readiness(skip=node_skip(spec, all_nodes.get(target.node), now))
-    verdicts = {name: node_skip(spec, all_nodes.get(name), now) for name in selected}
+        return Readiness(skip=node_skip(target.node))
+    verdicts = {name: node_skip(name) for name in selected}
     avoid = tuple(sorted(name for name, reason in verdicts.items() if reason is not None))
     if not verdicts or len(avoid) < len(verdicts):
         return Readiness(avoid_nodes=avoid)

@@ -118,6 +118,15 @@ class ObjectStoreSpec:
     checks: Checks = field(default_factory=Checks)
 
     @property
+    def storage_class(self) -> str:
+        """An object store probes no StorageClass: its series leave that label empty."""
+        return ""
+
+    def enables(self, kind: str) -> bool:
+        """Every kind of the ObjectStoreProbe resource runs (there is one)."""
+        return True
+
+    @property
     def layout(self) -> Layout:
         return Layout(f"{self.key_prefix}{self.name}/")
 

@@ -307,6 +307,7 @@ def to_outcome(target: Target, run: ObjectStoreRun) -> Outcome:
         started=run.started,
         finished=run.finished,
         durations=outcome_durations(run.operations),
+        details=run,
     )
 
 

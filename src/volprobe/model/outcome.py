@@ -7,6 +7,7 @@ the planner, the one-shot check and the tests all reason about the same values.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from volprobe.contract.reasons import INTEGRITY_REASONS, Phase, Reason, Result, SkipReason
 from volprobe.contract.report import Report
@@ -29,6 +30,9 @@ class Outcome:
     durations: dict[Phase, float] = field(default_factory=dict)
     report: Report | None = None
     skip: SkipReason | None = None
+    details: Any = field(default=None, compare=False)
+    """What only this kind's runs find, for its own status and metrics (an object store's
+    per-operation results and canary)."""
 
     @property
     def passed(self) -> bool:

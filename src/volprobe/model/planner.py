@@ -29,15 +29,15 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from volprobe.contract.reasons import Phase, Reason, Result, SkipReason
-from volprobe.model import nodes, status
 from volprobe.model.baseline import Baseline
-from volprobe.model.kind import Placement, ProbeKind, node_skip, readiness, targets
+from volprobe.model.kind import Placement, ProbeKind, readiness, targets
 from volprobe.model.manifests import pod_name, target_of
 from volprobe.model.outcome import Outcome, demote_if_node_unwell, failed, skipped
 from volprobe.model.pacing import CONGESTED_AFTER, Window
+from volprobe.model.probe import Probe, ProbeKey
+from volprobe.model.resource import Missing, ProbeResource, ProbeView, TargetView
 from volprobe.model.runs import RunProgress, RunRequest
 from volprobe.model.slots import next_slot, offset, slot_id
-from volprobe.model.spec import ProbeSpec
 from volprobe.model.targets import Target
 from volprobe.model.views import ClaimView, ClassView, NodeView, PodView
 
@@ -55,15 +55,16 @@ class World:
     """A snapshot of what the caches hold, and the time. Read-only for the planner."""
 
     now: float
-    probes: Mapping[str, ProbeSpec]
-    """The StorageProbes this controller handles, parsed (unreadable ones are left out)."""
+    probes: Mapping[ProbeKey, Probe]
+    """The probe objects this controller handles, of every resource, parsed (unreadable ones are
+    left out)."""
     classes: Mapping[str, ClassView]
     nodes: Mapping[str, NodeView]
     pods: Collection[PodView] = ()
     """Our pods (volprobe's label, our namespace)."""
     claims: Collection[ClaimView] = ()
     """Our claims."""
-    statuses: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    statuses: Mapping[ProbeKey, Mapping[str, Any]] = field(default_factory=dict)
     """The status each probe has on the API server (seeds condition times and baselines)."""
     progress: Mapping[str, RunProgress] = field(default_factory=dict)
     """Where each run in flight is, by pod name (runs the executor follows)."""
@@ -110,7 +111,8 @@ class Count:
     """A run is over: count it (metrics) and log it."""
 
     outcome: Outcome
-    storage_class: str
+    spec: Probe
+    """The probe it belongs to, as it was when the run ended."""
 
 
 @dataclass(frozen=True)
@@ -143,10 +145,20 @@ class Forget:
 class Emit:
     """Record a Kubernetes Event on the probe."""
 
-    spec: ProbeSpec
+    probe: ProbeKey
+    uid: str
     type: str
     reason: str
     message: str
+
+
+@dataclass(frozen=True)
+class Retire:
+    """A target is gone for good: let its kind remove what it keeps outside the cluster (an
+    object store's canary), with the probe's last spec."""
+
+    target: Target
+    spec: Probe
 
 
 @dataclass(frozen=True)
@@ -160,7 +172,7 @@ class SetNodeCounts:
 class WriteStatus:
     """Apply this status document; answer with `status_written` or `status_failed`."""
 
-    probe: str
+    probe: ProbeKey
     document: Mapping[str, Any]
 
 
@@ -184,6 +196,7 @@ Action = (
     | SetStalled
     | Forget
     | Emit
+    | Retire
     | SetNodeCounts
     | WriteStatus
     | Publish
@@ -215,8 +228,10 @@ class TargetState:
 
 @dataclass
 class ProbeRecord:
-    spec: ProbeSpec
-    class_exists: bool = True
+    key: ProbeKey
+    spec: Probe
+    prerequisite: Missing | None = None
+    """What the probe needs and does not have (its StorageClass), if anything."""
     selected: frozenset[str] = frozenset()
     last_success: dict[str, float] = field(default_factory=dict)
     """Per kind: when its latest successful run finished."""
@@ -233,15 +248,17 @@ class Planner:
     def __init__(
         self,
         kinds: Sequence[ProbeKind],
+        resources: Sequence[ProbeResource],
         *,
         status_interval: float = 5.0,
         sweep_interval: float = 30.0,
     ) -> None:
         self.kinds: dict[str, ProbeKind] = {kind.name: kind for kind in kinds}
+        self.resources: dict[str, ProbeResource] = {resource.plural: resource for resource in resources}
         self.status_interval = status_interval
         """At most one status write per probe per this many seconds (unless its spec changed)."""
         self.sweep_interval = sweep_interval
-        self.records: dict[str, ProbeRecord] = {}
+        self.records: dict[ProbeKey, ProbeRecord] = {}
         self.targets: dict[Target, TargetState] = {}
         self._last_sweep = float("-inf")
         self._next_stall_check = math.inf
@@ -270,7 +287,7 @@ class Planner:
     def finished(self, target: Target, run: str, outcome: Outcome, world: World) -> list[Action]:
         """The executor's run of `target` (pod `run`) ended with `outcome`."""
         state = self.targets.get(target)
-        record = self.records.get(target.probe)
+        record = self.records.get(self._key(target))
         if state is None or record is None or state.run != run:
             return []  # the target was dropped meanwhile: its run is not counted
         state.run = ""
@@ -294,14 +311,14 @@ class Planner:
         )
         return self.finished(target, run, outcome, world)
 
-    def status_written(self, probe: str, document: Mapping[str, Any], now: float) -> None:
+    def status_written(self, probe: ProbeKey, document: Mapping[str, Any], now: float) -> None:
         record = self.records.get(probe)
         if record is not None:
             record.status_writing = False
             record.status_written = document
             record.status_written_at = now
 
-    def status_failed(self, probe: str, *, retry: bool) -> None:
+    def status_failed(self, probe: ProbeKey, *, retry: bool) -> None:
         record = self.records.get(probe)
         if record is not None:
             record.status_writing = False
@@ -316,24 +333,30 @@ class Planner:
 
     # -- desired state -------------------------------------------------------------------------
 
+    def _key(self, target: Target) -> ProbeKey:
+        return self.kinds[target.kind].resource, target.probe
+
     def _ours(self, target: Target | None) -> bool:
         """Objects of probes and kinds we handle; others belong to another controller (or to a
         deleted probe, whose objects the garbage collector removes through their owners)."""
-        return target is not None and target.probe in self.records and target.kind in self.kinds
+        return target is not None and target.kind in self.kinds and self._key(target) in self.records
 
     def _reconcile(self, world: World) -> list[Action]:
         """Bring records and targets in line with the probes, nodes and classes."""
         actions: list[Action] = []
-        for name in [n for n in self.records if n not in world.probes]:
-            actions += self._drop_probe(name)
-        desired: dict[Target, ProbeSpec] = {}
-        for spec in world.probes.values():
-            record, events = self._update_record(spec, world)
+        for key in [k for k in self.records if k not in world.probes]:
+            actions += self._drop_probe(key)
+        desired: dict[Target, Probe] = {}
+        for key, spec in world.probes.items():
+            if key[0] not in self.resources:
+                continue
+            record, events = self._update_record(key, spec, world)
             actions += events
             for kind in self.kinds.values():
-                desired.update((target, spec) for target in targets(kind, spec, sorted(record.selected)))
-            if record.status_written is None and spec.name in world.statuses:
-                record.status_written = world.statuses[spec.name]
+                if kind.resource == key[0]:
+                    desired.update((target, spec) for target in targets(kind, spec, sorted(record.selected)))
+            if record.status_written is None and key in world.statuses:
+                record.status_written = world.statuses[key]
                 record.baseline = Baseline.from_status(record.status_written, self.kinds)
         for target in [t for t in self.targets if t not in desired]:
             actions += self._drop_target(target)
@@ -350,40 +373,26 @@ class Planner:
                 state.next_due = next_slot(world.now, spec.interval, state.slot_offset)
         return actions
 
-    def _update_record(self, spec: ProbeSpec, world: World) -> tuple[ProbeRecord, list[Action]]:
+    def _update_record(self, key: ProbeKey, spec: Probe, world: World) -> tuple[ProbeRecord, list[Action]]:
+        resource = self.resources[key[0]]
         actions: list[Action] = []
-        record = self.records.get(spec.name)
+        record = self.records.get(key)
         if record is None:
-            record = self.records[spec.name] = ProbeRecord(spec)
-            log.info(
-                "probing StorageClass %s with StorageProbe %s every %ss",
-                spec.storage_class,
-                spec.name,
-                spec.interval,
-            )
+            record = self.records[key] = ProbeRecord(key, spec)
+            log.info("probing with %s %s every %ss", resource.api_kind, spec.name, spec.interval)
         if record.spec.generation != spec.generation:
             record.dirty = True
         record.spec = spec
-        class_exists = spec.storage_class in world.classes
-        if class_exists != record.class_exists:
+        missing = resource.prerequisite(spec, world.classes)
+        if (missing is None) != (record.prerequisite is None):
             record.dirty = True
-            if class_exists:
-                actions.append(
-                    Emit(spec, "Normal", "StorageClassFound", f"StorageClass {spec.storage_class} exists now")
-                )
-            else:
-                actions.append(
-                    Emit(
-                        spec,
-                        "Warning",
-                        "StorageClassNotFound",
-                        f"StorageClass {spec.storage_class} does not exist; probing starts when it appears",
-                    )
-                )
-        record.class_exists = class_exists
-        selected = frozenset(
-            n.name for n in world.nodes.values() if nodes.selected(spec.node_selector_terms, n)
-        )
+            if missing is not None:
+                actions.append(Emit(key, spec.uid, "Warning", missing.gone_event, missing.gone_message))
+            elif record.prerequisite is not None:
+                gone = record.prerequisite
+                actions.append(Emit(key, spec.uid, "Normal", gone.back_event, gone.back_message))
+        record.prerequisite = missing
+        selected = resource.selected_nodes(spec, world.nodes)
         if selected != record.selected:
             record.dirty = True
             record.selected = selected
@@ -400,18 +409,19 @@ class Planner:
             for claim in self.kinds[target.kind].lasting_claims(target)
         ]
         actions.append(Forget(target.probe, target.node))
-        record = self.records.get(target.probe)
+        record = self.records.get(self._key(target))
         if record is not None:
             record.dirty = True
+            actions.append(Retire(target, record.spec))
         return actions
 
-    def _drop_probe(self, name: str) -> list[Action]:
+    def _drop_probe(self, key: ProbeKey) -> list[Action]:
         actions: list[Action] = []
-        for target in [t for t in self.targets if t.probe == name]:
+        for target in [t for t in self.targets if self._key(t) == key]:
             actions += self._drop_target(target)
-        self.records.pop(name, None)
-        actions.append(Forget(name))
-        log.info("StorageProbe %s is gone; stopped probing it", name)
+        self.records.pop(key, None)
+        actions.append(Forget(key[1]))
+        log.info("%s %s is gone; stopped probing it", self.resources[key[0]].api_kind, key[1])
         return actions
 
     # -- runs ----------------------------------------------------------------------------------
@@ -429,19 +439,22 @@ class Planner:
                 continue
             log.info("adopting run %s", pod.name)
             state.run = pod.name
-            actions.append(Launch(RunRequest(self.records[target.probe].spec, target, pod.name, adopt=pod)))
+            record = self.records[self._key(target)]
+            request = RunRequest(record.spec, target, pod.name, adopt=pod, status=record.status_written)
+            actions.append(Launch(request))
         return actions
+
+    def _node_skip(self, record: ProbeRecord, node: str, world: World) -> SkipReason | None:
+        return self.resources[record.key[0]].node_skip(record.spec, world.nodes.get(node), world.now)
 
     def _readiness(
         self, record: ProbeRecord, target: Target, world: World
     ) -> tuple[SkipReason | None, tuple[str, ...]]:
         ready = readiness(
             self.kinds[target.kind].placement,
-            record.spec,
             target,
             selected=sorted(record.selected),
-            all_nodes=world.nodes,
-            now=world.now,
+            node_skip=lambda node: self._node_skip(record, node, world),
         )
         return ready.skip, ready.avoid_nodes
 
@@ -458,18 +471,14 @@ class Planner:
             if state.run:
                 state.queued = None
                 continue  # the previous run overran into this slot; its own deadlines end it
-            record = self.records[state.target.probe]
+            record = self.records[self._key(state.target)]
             spec, target = record.spec, state.target
-            if not record.class_exists:
+            if record.prerequisite is not None:
                 state.queued = None
-                missing = failed(
-                    target,
-                    Reason.STORAGE_CLASS_MISSING,
-                    Phase.PROVISION,
-                    f"StorageClass {spec.storage_class} does not exist",
-                    now=now,
+                gone = record.prerequisite
+                actions += self._complete(
+                    state, record, failed(target, gone.reason, Phase.PROVISION, gone.message, now=now), now
                 )
-                actions += self._complete(state, record, missing, now)
                 continue
             skip, avoid = self._readiness(record, target, world)
             if skip is not None:
@@ -492,13 +501,24 @@ class Planner:
                 record.dirty = True
             state.queued = None
             state.run = pod_name(target, self.kinds[target.kind].short, slot_id(slot))
-            actions.append(Launch(RunRequest(spec, target, state.run, avoid_nodes=avoid, slot=slot)))
+            request = RunRequest(
+                spec,
+                target,
+                state.run,
+                avoid_nodes=avoid,
+                slot=slot,
+                previous=state.last,
+                status=record.status_written,
+            )
+            actions.append(Launch(request))
         return actions
 
     # -- pacing new volumes --------------------------------------------------------------------
 
     def _needs_volume(self, target: Target, claims: Mapping[str, ClaimView]) -> bool:
         """A run of this target creates a volume: it brings its own, or its node's is not bound."""
+        if self.kinds[target.kind].placement is Placement.CONTROLLER:
+            return False
         lasting = self.kinds[target.kind].lasting_claims(target)
         return not lasting or any(name not in claims or claims[name].phase != "Bound" for name in lasting)
 
@@ -511,12 +531,12 @@ class Planner:
             progress = world.progress.get(state.run)
             if progress is None or progress.phase is Phase.PROVISION:
                 since = progress.since if progress else world.now
-                making.setdefault(self.records[state.target.probe].spec.storage_class, []).append(since)
+                making.setdefault(self.records[self._key(state.target)].spec.storage_class, []).append(since)
         return making
 
     def _room(self, world: World) -> dict[str, int]:
         making = self._in_the_making(world)
-        classes = {record.spec.storage_class for record in self.records.values()}
+        classes = {record.spec.storage_class for record in self.records.values() if record.spec.storage_class}
         return {c: self._window(c).allowed() - len(making.get(c, ())) for c in classes}
 
     def _window(self, storage_class: str) -> Window:
@@ -556,7 +576,7 @@ class Planner:
         for state in self.targets.values():
             if not state.run or state.aborting or state.run not in waiting:
                 continue
-            skip, _ = self._readiness(self.records[state.target.probe], state.target, world)
+            skip, _ = self._readiness(self.records[self._key(state.target)], state.target, world)
             if skip is not None:
                 state.aborting = True
                 actions.append(Abort(state.target, skip))
@@ -568,7 +588,7 @@ class Planner:
         actions: list[Action] = []
         self._next_stall_check = math.inf
         for state in self.targets.values():
-            record = self.records[state.target.probe]
+            record = self.records[self._key(state.target)]
             progress = world.progress.get(state.run) if state.run and world.live else None
             stalled = None
             if progress is not None:
@@ -595,7 +615,8 @@ class Planner:
             where = f" on node {target.node}" if target.node else ""
             actions.append(
                 Emit(
-                    spec,
+                    record.key,
+                    spec.uid,
                     "Warning",
                     "ProbeStalled",
                     f"{target.kind} probe{where} has been in phase {stalled.phase} for "
@@ -624,9 +645,7 @@ class Planner:
         """A failure while the run's node (or, before it had one, every usable node) went unwell
         is a skip: see `demote_if_node_unwell`."""
         if outcome.node:
-            return demote_if_node_unwell(
-                outcome, node_skip(record.spec, world.nodes.get(outcome.node), world.now)
-            )
+            return demote_if_node_unwell(outcome, self._node_skip(record, outcome.node, world))
         return demote_if_node_unwell(outcome, self._readiness(record, outcome.target, world)[0])
 
     def _complete(
@@ -634,7 +653,7 @@ class Planner:
     ) -> list[Action]:
         """Count a finished run and remember it for status and Events."""
         target, spec = state.target, record.spec
-        actions: list[Action] = [Count(outcome, spec.storage_class)]
+        actions: list[Action] = [Count(outcome, spec)]
         record.dirty = True
         if outcome.result is Result.SKIPPED:
             if target.node and state.skip != outcome.skip:
@@ -648,7 +667,8 @@ class Planner:
         if not outcome.passed and (previous is None or previous.passed):
             actions.append(
                 Emit(
-                    spec,
+                    record.key,
+                    spec.uid,
                     "Warning",
                     "ProbeFailed",
                     f"{target.kind} probe{where} failed: {outcome.reason} in phase {outcome.phase}: "
@@ -656,42 +676,41 @@ class Planner:
                 )
             )
         elif outcome.passed and previous is not None and not previous.passed:
-            actions.append(Emit(spec, "Normal", "ProbeRecovered", f"{target.kind} probe{where} passes again"))
+            actions.append(
+                Emit(
+                    record.key,
+                    spec.uid,
+                    "Normal",
+                    "ProbeRecovered",
+                    f"{target.kind} probe{where} passes again",
+                )
+            )
         elif outcome.result is Result.SLOW and (previous is None or previous.result is not Result.SLOW):
             message = f"{target.kind} probe{where} was slow: {outcome.message}"
-            actions.append(Emit(spec, "Warning", "ProbeSlow", message))
+            actions.append(Emit(record.key, spec.uid, "Warning", "ProbeSlow", message))
         return actions
 
     # -- status, gauges and leftovers ----------------------------------------------------------
 
-    def probe_state(self, record: ProbeRecord) -> status.ProbeState:
-        name = record.spec.name
-        mine = [s for t, s in self.targets.items() if t.probe == name]
-        kinds = tuple(
-            status.KindState(
-                name=kind.name,
-                per_node=kind.placement is Placement.PER_NODE,
-                latest={
-                    s.target.node: s.last for s in mine if s.target.kind == kind.name and s.last is not None
-                },
-                last_success=record.last_success.get(kind.name),
-            )
-            for kind in self.kinds.values()
-            if record.spec.enables(kind.name)
+    def view(self, record: ProbeRecord) -> ProbeView:
+        """What the planner knows about one probe, for its resource's status document."""
+        mine = sorted(
+            (s for t, s in self.targets.items() if self._key(t) == record.key), key=lambda s: s.target
         )
-        return status.ProbeState(
-            generation=record.spec.generation,
-            class_exists=record.class_exists,
-            kinds=kinds,
-            selected_nodes=record.selected,
-            skipped={s.target.node: s.skip for s in mine if s.target.node and s.skip is not None},
-            stalled=tuple(
-                status.Stall(s.target.kind, s.target.node, s.stalled.phase, s.stalled.since)
-                for s in sorted(mine, key=lambda s: s.target)
-                if s.stalled is not None
+        return ProbeView(
+            spec=record.spec,
+            kinds=tuple(
+                kind
+                for kind in self.kinds.values()
+                if kind.resource == record.key[0] and record.spec.enables(kind.name)
             ),
-            baselines=record.baseline.to_status(),
-            queued=sum(1 for s in mine if s.queued is not None),
+            prerequisite=record.prerequisite,
+            selected=record.selected,
+            targets=tuple(
+                TargetView(s.target, s.last, s.skip, s.stalled, s.queued is not None) for s in mine
+            ),
+            last_success=dict(record.last_success),
+            baseline=record.baseline,
         )
 
     def _statuses(self, now: float) -> list[Action]:
@@ -703,15 +722,13 @@ class Planner:
             paced = now - record.status_written_at < self.status_interval and not generation_changed
             if not record.dirty or record.status_writing or paced:
                 continue
-            state = self.probe_state(record)
-            actions.append(
-                SetNodeCounts(record.spec.name, record.spec.storage_class, status.node_counts(state))
-            )
-            document = status.build(state, record.status_written, now)
+            update = self.resources[record.key[0]].status(self.view(record), record.status_written, now)
+            if update.node_counts is not None:
+                actions.append(SetNodeCounts(record.spec.name, record.spec.storage_class, update.node_counts))
             record.dirty = False
-            if document != record.status_written:
+            if update.document != record.status_written:
                 record.status_writing = True
-                actions.append(WriteStatus(record.spec.name, document))
+                actions.append(WriteStatus(record.key, update.document))
         return actions
 
     def _gauges(self) -> Publish:
@@ -720,7 +737,7 @@ class Planner:
         for target, state in self.targets.items():
             in_flight[(target.probe, target.kind)] += 1 if state.run else 0
             queued[(target.probe, target.kind)] += 0 if state.queued is None else 1
-        intervals = {name: (r.spec.storage_class, r.spec.interval) for name, r in self.records.items()}
+        intervals = {r.spec.name: (r.spec.storage_class, r.spec.interval) for r in self.records.values()}
         return Publish(dict(in_flight), dict(queued), intervals)
 
     def _sweep(self, world: World) -> list[Action]:

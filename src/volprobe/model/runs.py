@@ -13,13 +13,15 @@ scheduling, image pulls and storage into one "start" time does not happen.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 from volprobe.contract.reasons import Phase, Reason, Result, SkipReason
 from volprobe.contract.report import Report, ReportError, decode_report
 from volprobe.model.outcome import Outcome
-from volprobe.model.spec import ProbeSpec, Timeouts
+from volprobe.model.probe import Probe
+from volprobe.model.spec import Timeouts
 from volprobe.model.targets import Target
 from volprobe.model.views import ClaimView, EventView, PodView, VolumeView
 
@@ -89,12 +91,17 @@ class RunProgress:
 class RunRequest:
     """An order to run a target once: what the planner hands the executor (and `check` the engine)."""
 
-    spec: ProbeSpec
+    spec: Probe
     target: Target
     pod_name: str
+    """The run's name: its pod's, for kinds that run pods."""
     avoid_nodes: tuple[str, ...] = ()
     slot: float | None = None
     """The slot the run belongs to (how late it starts is measured against it)."""
+    previous: Outcome | None = None
+    """The target's latest completed run: what a kind carries from run to run (a canary)."""
+    status: Mapping[str, Any] | None = None
+    """The probe's status as last written: what a new leader's first run carries over."""
     adopt: PodView | None = None
     """An existing pod of this run (after a restart or fail-over): follow it instead of creating."""
 

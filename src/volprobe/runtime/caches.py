@@ -11,15 +11,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from volprobe.model.manifests import SELECTOR
-from volprobe.model.spec import API_GROUP, API_VERSION, PLURAL
+from volprobe.model.spec import API_GROUP, API_VERSION
 from volprobe.model.views import ClaimView, ClassView, NodeView, PodView, VolumeView
 from volprobe.runtime.kube import KubeClient, Reflector
 
-PROBES_PATH = f"/apis/{API_GROUP}/{API_VERSION}/{PLURAL}"
+
+def probes_path(plural: str) -> str:
+    """The collection of a probe resource (`storageprobes`, `objectstoreprobes`)."""
+    return f"/apis/{API_GROUP}/{API_VERSION}/{plural}"
 
 
 class Caches:
@@ -29,15 +32,28 @@ class Caches:
         namespace: str,
         probe_selector: str | None = None,
         *,
-        watch_probes: bool = True,
+        probe_resources: Sequence[str] = (),
     ) -> None:
+        """`probe_resources`: the plurals of the probe resources to watch (none for `check`).
+
+        Only the first is required to exist: the others are optional CRDs (an installation may
+        have only StorageProbes), watched as empty until they appear.
+        """
         self.namespace = namespace
         self._waiters: dict[str, set[asyncio.Event]] = defaultdict(set)
         self.changed = asyncio.Event()
         """Set when a probe, node or StorageClass changed: the scheduler should look again."""
-        self.probes: Reflector[dict[str, Any]] = Reflector(
-            client, PROBES_PATH, label_selector=probe_selector or None, on_event=self._on_topology
-        )
+        self.probes: dict[str, Reflector[dict[str, Any]]] = {
+            plural: Reflector(
+                client,
+                probes_path(plural),
+                label_selector=probe_selector or None,
+                on_event=self._on_topology,
+                missing_ok=index > 0,
+            )
+            for index, plural in enumerate(probe_resources)
+        }
+        """Raw objects of each probe resource, by plural (their specs are parsed on each look)."""
         self.classes = Reflector(
             client, "/apis/storage.k8s.io/v1/storageclasses", project=ClassView.of, on_event=self._on_topology
         )
@@ -61,13 +77,9 @@ class Caches:
         )
         self._tasks: list[asyncio.Task[None]] = []
 
-        self._watch_probes = watch_probes
-
     @property
     def reflectors(self) -> tuple[Reflector[Any], ...]:
-        """What is watched; `check` runs without the StorageProbe CRD, so it skips that watch."""
-        watched = (self.classes, self.nodes, self.pods, self.claims, self.volumes)
-        return (self.probes, *watched) if self._watch_probes else watched
+        return (*self.probes.values(), self.classes, self.nodes, self.pods, self.claims, self.volumes)
 
     def start(self) -> None:
         self._tasks = [asyncio.create_task(r.run(), name=f"reflector {r.path}") for r in self.reflectors]

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from volprobe.model.manifests import AgentImage
+from volprobe.model.resource import ProbeResource
 from volprobe.runtime.caches import Caches
 from volprobe.runtime.engine import RunnableKind
 from volprobe.runtime.events import EventRecorder
@@ -40,7 +41,7 @@ class ControllerConfig:
     sweep_interval: float = 30.0
     """How often leftover pods and claims (of targets that no longer exist) are looked for."""
     probe_selector: str = ""
-    """Only StorageProbes matching this label selector (empty: all); lets controllers share a cluster."""
+    """Only probe objects matching this label selector (empty: all); lets controllers share a cluster."""
 
 
 @dataclass
@@ -68,14 +69,18 @@ class Controller:
         config: ControllerConfig,
         metrics: ProbeMetrics,
         health: Health,
+        *,
         kinds: Mapping[str, RunnableKind],
+        resources: Mapping[str, ProbeResource],
     ) -> None:
+        """`resources` are watched in their order; the first (StorageProbe) must exist."""
         self.client = client
         self.config = config
         self.metrics = metrics
         self.kinds = kinds
+        self.resources = resources
         self.health = health
-        self.caches = Caches(client, config.namespace, config.probe_selector)
+        self.caches = Caches(client, config.namespace, config.probe_selector, probe_resources=list(resources))
         self.events = EventRecorder(client, config.identity)
         health.leader_election = config.leader_election
 
@@ -131,7 +136,13 @@ class Controller:
     async def _lead(self) -> None:
         config = ExecutorConfig(self.config.agent, self.config.status_interval, self.config.sweep_interval)
         executor = Executor(
-            self.client, self.caches, config, metrics=self.metrics, events=self.events, kinds=self.kinds
+            self.client,
+            self.caches,
+            config,
+            metrics=self.metrics,
+            events=self.events,
+            kinds=self.kinds,
+            resources=self.resources,
         )
         await executor.run()
 

@@ -21,10 +21,13 @@ from volprobe.contract.reasons import Phase, Reason, SkipReason
 from volprobe.model.kind import ProbeKind
 from volprobe.model.manifests import ANNOTATION_GENERATION, AgentImage
 from volprobe.model.outcome import Outcome, failed
+from volprobe.model.probe import Probe
 from volprobe.model.runs import RunRequest, RunTracker
+from volprobe.model.spec import Timeouts
 from volprobe.model.views import EventView
 from volprobe.runtime.caches import Caches
 from volprobe.runtime.kube import ApiError, KubeClient
+from volprobe.runtime.metrics import ProbeMetrics
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +36,7 @@ log = logging.getLogger(__name__)
 class PodRun:
     """What a kind wants from one run's pod."""
 
+    timeouts: Timeouts
     claim: str
     """The claim the pod mounts: followed for the provision phase, and deleted with the pod
     unless `keeps_claim`."""
@@ -50,6 +54,24 @@ class RunnableKind(ProbeKind, Protocol):
     """A kind as the executor and `check` use it: the pure description plus how to run it."""
 
     async def execute(self, request: RunRequest, engine: Engine) -> Outcome: ...
+
+    def observe(self, metrics: ProbeMetrics, outcome: Outcome, spec: Probe) -> None:
+        """Export what only this kind's runs find (`outcome.details`), after the common series."""
+
+    async def retire(self, spec: Probe, engine: Engine) -> None:
+        """The target is gone for good: remove what the kind keeps outside the cluster."""
+
+
+class PodKind:
+    """What every pod-based kind shares: its runs leave nothing but the outcome and pods, claims
+    and volumes, which the owner references and the sweep take care of."""
+
+    def observe(self, metrics: ProbeMetrics, outcome: Outcome, spec: Probe) -> None:
+        """Pod runs have no series of their own beyond the common ones."""
+
+    async def retire(self, spec: Probe, engine: Engine) -> None:
+        """Owner references delete a probe's pods and claims; a dropped node's claim is deleted
+        by the planner."""
 
 
 class Engine:
@@ -88,7 +110,7 @@ class Engine:
 
     async def run_pod(self, request: RunRequest, plan: PodRun) -> Outcome:
         """Create (or adopt) the run's pod, follow it to a verdict, and clean up."""
-        name, target, spec = request.pod_name, request.target, request.spec
+        name, target = request.pod_name, request.target
         now = self.clock()
         if request.adopt is not None:
             created = request.adopt.meta.created or now
@@ -106,7 +128,7 @@ class Engine:
             target,
             name,
             plan.claim,
-            spec.timeouts,
+            plan.timeouts,
             created,
             claim_preexisting=plan.claim_preexisting,
             keeps_claim=plan.keeps_claim,

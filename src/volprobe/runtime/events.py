@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from volprobe.model.spec import API_GROUP, API_VERSION, KIND, ProbeSpec
+from volprobe.model.spec import API_GROUP, API_VERSION
 from volprobe.model.status import rfc3339
 from volprobe.runtime.kube import ApiError, KubeClient
 
@@ -29,6 +29,8 @@ PER_SECOND = 5.0
 
 @dataclass(frozen=True)
 class ProbeEvent:
+    api_kind: str
+    """The involved object's kind: StorageProbe, ObjectStoreProbe."""
     probe: str
     probe_uid: str
     type: str
@@ -43,10 +45,10 @@ class EventRecorder:
         self._queue: asyncio.Queue[ProbeEvent] = asyncio.Queue(QUEUE_LIMIT)
         self.dropped = 0
 
-    def emit(self, spec: ProbeSpec, type_: str, reason: str, message: str) -> None:
-        """Queue an Event; drop it (and count) when the queue is full rather than block."""
+    def emit(self, api_kind: str, name: str, uid: str, *, type_: str, reason: str, message: str) -> None:
+        """Queue an Event about a probe; drop it (and count) when the queue is full, rather than block."""
         try:
-            self._queue.put_nowait(ProbeEvent(spec.name, spec.uid, type_, reason, message[:1000]))
+            self._queue.put_nowait(ProbeEvent(api_kind, name, uid, type_, reason, message[:1000]))
         except asyncio.QueueFull:
             self.dropped += 1
 
@@ -65,7 +67,7 @@ class EventRecorder:
             "metadata": {"generateName": f"{event.probe}.", "namespace": EVENT_NAMESPACE},
             "involvedObject": {
                 "apiVersion": f"{API_GROUP}/{API_VERSION}",
-                "kind": KIND,
+                "kind": event.api_kind,
                 "name": event.probe,
                 "uid": event.probe_uid,
             },

@@ -34,6 +34,7 @@ from volprobe.model.planner import (
     Launch,
     Planner,
     Publish,
+    Retire,
     SetNodeCounts,
     SetSkipped,
     SetStalled,
@@ -41,10 +42,12 @@ from volprobe.model.planner import (
     World,
     WriteStatus,
 )
+from volprobe.model.probe import Probe, ProbeKey
+from volprobe.model.resource import ProbeResource
 from volprobe.model.runs import RunRequest
-from volprobe.model.spec import API_GROUP, API_VERSION, KIND, ProbeSpec, SpecError, parse_probe
+from volprobe.model.spec import API_GROUP, API_VERSION
 from volprobe.model.targets import Target
-from volprobe.runtime.caches import PROBES_PATH, Caches
+from volprobe.runtime.caches import Caches, probes_path
 from volprobe.runtime.engine import Engine, RunnableKind
 from volprobe.runtime.events import EventRecorder
 from volprobe.runtime.kube import ApiError, KubeClient
@@ -78,6 +81,7 @@ class Executor:
         metrics: ProbeMetrics,
         events: EventRecorder,
         kinds: Mapping[str, RunnableKind],
+        resources: Mapping[str, ProbeResource],
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.client = client
@@ -85,14 +89,18 @@ class Executor:
         self.metrics = metrics
         self.events = events
         self.kinds = kinds
+        self.resources = resources
         self.clock = clock
         self.engine = Engine(client, caches, config.agent, clock=clock, on_pod_created=self._pod_created)
         self.planner = Planner(
-            list(kinds.values()), status_interval=config.status_interval, sweep_interval=config.sweep_interval
+            list(kinds.values()),
+            list(resources.values()),
+            status_interval=config.status_interval,
+            sweep_interval=config.sweep_interval,
         )
         self._runs: dict[Target, tuple[str, asyncio.Task[Outcome]]] = {}
         self._background: set[asyncio.Task[Any]] = set()
-        self._unreadable: dict[str, str] = {}
+        self._unreadable: dict[ProbeKey, str] = {}
         """Probes that cannot be parsed, with the error already logged (once, not every loop)."""
         self._min_tick = config.min_tick_interval
 
@@ -112,21 +120,23 @@ class Executor:
             await self._stop_all()
 
     def world(self) -> World:
-        probes: dict[str, ProbeSpec] = {}
-        statuses: dict[str, Mapping[str, Any]] = {}
-        for raw in self.caches.probes.store.values():
-            name = str((raw.get("metadata") or {}).get("name", ""))
-            try:
-                spec = parse_probe(raw)
-            except SpecError as error:
-                if self._unreadable.get(name) != str(error):
-                    log.error("ignoring StorageProbe %s: %s", name, error)
-                    self._unreadable[name] = str(error)
-                continue
-            self._unreadable.pop(name, None)
-            probes[spec.name] = spec
-            if isinstance(raw.get("status"), dict):
-                statuses[spec.name] = raw["status"]
+        probes: dict[ProbeKey, Probe] = {}
+        statuses: dict[ProbeKey, Mapping[str, Any]] = {}
+        for plural, reflector in self.caches.probes.items():
+            resource = self.resources[plural]
+            for raw in reflector.store.values():
+                key = (plural, str((raw.get("metadata") or {}).get("name", "")))
+                try:
+                    spec = resource.parse(raw)
+                except ValueError as error:
+                    if self._unreadable.get(key) != str(error):
+                        log.error("ignoring %s %s: %s", resource.api_kind, key[1], error)
+                        self._unreadable[key] = str(error)
+                    continue
+                self._unreadable.pop(key, None)
+                probes[key] = spec
+                if isinstance(raw.get("status"), dict):
+                    statuses[key] = raw["status"]
         return World(
             now=self.clock(),
             progress={name: tracker.progress() for name, tracker in self.engine.in_flight.items()},
@@ -154,8 +164,9 @@ class Executor:
                         self._runs.pop(target)[1].cancel()
                 case Delete(resource, name):
                     self._spawn(self._delete(resource, name))
-                case Count(outcome, storage_class):
-                    self.metrics.record(outcome, storage_class)
+                case Count(outcome, spec):
+                    self.metrics.record(outcome, spec.storage_class)
+                    self.kinds[outcome.target.kind].observe(self.metrics, outcome, spec)
                     _log_outcome(outcome)
                 case SetSkipped(probe, node, reason):
                     self.metrics.set_skipped(probe, node, reason.value if reason else None)
@@ -163,8 +174,11 @@ class Executor:
                     self.metrics.set_stalled(target, storage_class, phase.value if phase else None)
                 case Forget(probe, node):
                     self.metrics.forget(probe, node)
-                case Emit(spec, type_, reason, message):
-                    self.events.emit(spec, type_, reason, message)
+                case Emit((plural, name), uid, type_, reason, message):
+                    api_kind = self.resources[plural].api_kind
+                    self.events.emit(api_kind, name, uid, type_=type_, reason=reason, message=message)
+                case Retire(target, spec):
+                    self._spawn(self._retire(target, spec))
                 case SetNodeCounts(probe, storage_class, counts):
                     self.metrics.set_node_counts(probe, storage_class, dict(counts))
                 case WriteStatus(probe, document):
@@ -202,16 +216,23 @@ class Executor:
         with contextlib.suppress(ApiError, httpx.TransportError, OSError):
             await self.client.delete(self.engine.path(resource, name))
 
-    async def _write_status(self, probe: str, document: Mapping[str, Any]) -> None:
+    async def _retire(self, target: Target, spec: Probe) -> None:
+        try:
+            await self.kinds[target.kind].retire(spec, self.engine)
+        except Exception as error:  # a clean-up outside the cluster must not take the loop down
+            log.warning("cleaning up after %s: %r", target, error)
+
+    async def _write_status(self, probe: ProbeKey, document: Mapping[str, Any]) -> None:
+        plural, name = probe
         body = {
             "apiVersion": f"{API_GROUP}/{API_VERSION}",
-            "kind": KIND,
-            "metadata": {"name": probe},
+            "kind": self.resources[plural].api_kind,
+            "metadata": {"name": name},
             "status": dict(document),
         }
         try:
             await self.client.apply_status(
-                f"{PROBES_PATH}/{probe}", body, field_manager=FIELD_MANAGER, force=True
+                f"{probes_path(plural)}/{name}", body, field_manager=FIELD_MANAGER, force=True
             )
         except ApiError as error:
             if not error.not_found:

@@ -40,11 +40,13 @@ from typing import Any, Generic, TypeVar, overload
 import httpx
 
 from volprobe.runtime.kube.client import KubeClient
-from volprobe.runtime.kube.errors import ApiError, GoneError, error_from_status
+from volprobe.runtime.kube.errors import ApiError, GoneError, NotFoundError, error_from_status
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+ABSENT_RETRY = 30.0
+"""Seconds between looks at a collection that does not exist (`missing_ok`)."""
 Raw = dict[str, Any]
 
 
@@ -121,6 +123,7 @@ class Reflector(Generic[T]):
         watch_timeout: tuple[int, int] = (240, 360),
         backoff: Backoff | None = None,
         rng: random.Random | None = None,
+        missing_ok: bool = False,
     ) -> None: ...
 
     @overload
@@ -138,6 +141,7 @@ class Reflector(Generic[T]):
         watch_timeout: tuple[int, int] = (240, 360),
         backoff: Backoff | None = None,
         rng: random.Random | None = None,
+        missing_ok: bool = False,
     ) -> None: ...
 
     def __init__(
@@ -154,8 +158,13 @@ class Reflector(Generic[T]):
         watch_timeout: tuple[int, int] = (240, 360),
         backoff: Backoff | None = None,
         rng: random.Random | None = None,
+        missing_ok: bool = False,
     ) -> None:
+        """`missing_ok`: the collection may not exist (a CRD that is not installed); until it
+        does, the store is empty and counts as synced."""
         self.client = client
+        self.missing_ok = missing_ok
+        self.absent = False
         self.path = path
         self.label_selector = label_selector
         self.field_selector = field_selector
@@ -198,6 +207,22 @@ class Reflector(Generic[T]):
                 if time.monotonic() - self._listed_at >= 1.0:
                     continue
                 delay = self._backoff.next()
+            except NotFoundError as error:
+                if self.missing_ok and need_list:
+                    if not self.absent:
+                        logger.info("%s does not exist (its CRD is not installed?)", self.path)
+                    self._absent()
+                    delay = ABSENT_RETRY
+                else:
+                    self.stats.errors += 1
+                    delay = self._backoff.next()
+                    logger.warning(
+                        "%s of %s failed (%s); retrying in %.1fs",
+                        self._doing(need_list),
+                        self.path,
+                        error,
+                        delay,
+                    )
             except (ApiError, httpx.TransportError, TimeoutError) as error:
                 self.stats.errors += 1
                 delay = self._backoff.next()
@@ -215,6 +240,13 @@ class Reflector(Generic[T]):
         return "list" if need_list else "watch"
 
     # -- list ----------------------------------------------------------------------------------
+
+    def _absent(self) -> None:
+        """The collection does not exist (an optional CRD not installed): empty, and in sync."""
+        for key in list(self.store):
+            self._remove(key)
+        self.absent = True
+        self.synced.set()
 
     async def _relist(self) -> None:
         started = time.monotonic()
@@ -235,6 +267,7 @@ class Reflector(Generic[T]):
         self.resource_version = result.resource_version
         self._listed_at = time.monotonic()
         self.stats.last_relist_seconds = self._listed_at - started
+        self.absent = False
         self.synced.set()
 
     # -- watch ---------------------------------------------------------------------------------
