@@ -23,7 +23,7 @@ from tests.support.controller import ControllerProcess
 from tests.support.kubectl import Kubectl, eventually
 from volprobe.model.manifests import DEFAULT_AGENT_IMAGE
 
-CRD = REPO / "charts" / "volprobe" / "crds" / "volprobe.io_storageprobes.yaml"
+CRDS = REPO / "charts" / "volprobe" / "crds"
 PROBE_IMAGE = DEFAULT_AGENT_IMAGE
 TEST_LABEL = "volprobe.io/test"
 REAL_NODES = {
@@ -43,10 +43,9 @@ def probe_image(cluster: Cluster) -> str:
 
 @pytest.fixture(scope="session")
 def crd(cluster: Cluster) -> None:
-    cluster.kubectl.run("apply", "--server-side", "--force-conflicts", "-f", str(CRD))
-    cluster.kubectl.run(
-        "wait", "--for=condition=Established", "crd/storageprobes.volprobe.io", "--timeout=30s"
-    )
+    cluster.kubectl.run("apply", "--server-side", "--force-conflicts", "-f", str(CRDS))
+    for name in ("storageprobes", "objectstoreprobes"):
+        cluster.kubectl.run("wait", "--for=condition=Established", f"crd/{name}.volprobe.io", "--timeout=30s")
 
 
 @pytest.fixture
