@@ -7,16 +7,23 @@ VENV := .venv
 PY := $(VENV)/bin/python
 KWOK_NODES ?= 3
 LOCALCLUSTER := PYTHONPATH=hack $(PY) -m localcluster
+# Where `make image/push/chart/release` put the image and chart: REGISTRY=host[:port][/path].
+# Unset, hack/release.py uses the local cluster's registry (127.0.0.1:5001); see docs/release.md.
+RELEASE := $(PY) hack/release.py $(if $(REGISTRY),--registry $(REGISTRY))
 
-.PHONY: help deps venv build cluster cluster-down cluster-status image lint unit test demo docs clean
+.PHONY: help deps venv build cluster cluster-down cluster-status image push chart release registry-login \
+	lint unit test demo docs clean
 
 help:
 	@echo "make demo          build and start the local cluster, install volprobe, show live probe results"
 	@echo "make test          install what is missing, start the cluster, run every test tier"
 	@echo "make cluster       start the local cluster (KWOK_NODES=$(KWOK_NODES)); kubeconfig: .cluster/kubeconfig"
 	@echo "make cluster-down  stop it and remove everything it made"
-	@echo "make image         build volprobe's image (Containerfile) and import it into the cluster"
-	@echo "make lint          ruff + mypy + the package layers (import-linter)"
+	@echo "make image         build volprobe's image (Containerfile) -> dist/image/ [REGISTRY=host[:port][/path]]"
+	@echo "make push          push it to \$$REGISTRY/volprobe:<version> (default: the local cluster's registry)"
+	@echo "make chart         package the chart for \$$REGISTRY and push it to oci://\$$REGISTRY/charts"
+	@echo "make release       version check, wheel+sdist, image, push, chart, krew plugin, notes -> dist/"
+	@echo "make lint          ruff + mypy + the package layers + versions, krew manifest, workflows"
 	@echo "make unit          fast unit tests only"
 
 deps:
@@ -47,6 +54,7 @@ lint: venv
 	@$(VENV)/bin/ruff format --check src tests hack bench
 	@$(VENV)/bin/mypy
 	@$(VENV)/bin/lint-imports --no-cache
+	@$(PY) hack/release.py lint
 
 unit: venv
 	@$(VENV)/bin/pytest -q tests/unit
@@ -55,7 +63,20 @@ test: deps venv
 	@hack/test.sh
 
 image: venv
-	@$(LOCALCLUSTER) image
+	@$(RELEASE) image
+
+push: venv
+	@$(RELEASE) push
+
+chart: venv
+	@$(RELEASE) chart
+
+release: venv
+	@$(RELEASE) all
+
+# For CI: $$REGISTRY_USERNAME / $$REGISTRY_PASSWORD for skopeo and helm.
+registry-login: venv
+	@$(RELEASE) login
 
 demo: deps venv
 	@hack/demo.sh

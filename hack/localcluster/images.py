@@ -14,7 +14,7 @@ import shutil
 import subprocess
 import tarfile
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -274,14 +274,16 @@ RELEASE_INPUTS = ("Containerfile", "pyproject.toml", "README.md")
 CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 
 
-def release_image(layout: Layout, ref: str, repo: Path) -> Path:
+def release_image(layout: Layout, ref: str, repo: Path, build_args: Mapping[str, str] | None = None) -> Path:
     """volprobe's own image, built from the Containerfile with buildah on the cluster's base image.
 
     No Docker engine or registry: the base archive is loaded into buildah's storage, the
     Containerfile is built there (its pip install reaches PyPI; the host's CA bundle is mounted
     for the build so a TLS-inspecting proxy is trusted, nothing of it stays in the image), and
-    the result is written as an OCI archive for containerd.
+    the result is written as an OCI archive for containerd. `build_args` are the Containerfile's
+    other ARGs (the release's labels: version, revision, source), part of the cache key.
     """
+    args = dict(sorted((build_args or {}).items()))
     sources = [repo / name for name in RELEASE_INPUTS]
     sources += sorted(p for p in (repo / "src").rglob("*") if p.is_file() and "__pycache__" not in p.parts)
     digest = hashlib.sha256()
@@ -310,6 +312,7 @@ def release_image(layout: Layout, ref: str, repo: Path) -> Path:
                 "--pull-never",
                 "--build-arg",
                 f"BASE_IMAGE={base_ref}",
+                *(f"--build-arg={name}={value}" for name, value in args.items()),
                 "-f",
                 "Containerfile",
                 "-t",
@@ -322,7 +325,8 @@ def release_image(layout: Layout, ref: str, repo: Path) -> Path:
         )
         subprocess.run(["buildah", "push", "-q", ref, f"oci-archive:{archive}:{ref}"], check=True)
 
-    return _cached(layout, "volprobe", _recipe_key(ref, base.name, digest.hexdigest()), build)
+    key = _recipe_key(ref, base.name, digest.hexdigest(), *(f"{n}={v}" for n, v in args.items()))
+    return _cached(layout, "volprobe", key, build)
 
 
 def cluster_images(layout: Layout) -> list[Path]:

@@ -19,7 +19,7 @@ commands:
   check-objectstore
               run an ObjectStoreProbe's checks once from here and report
   cleanup     delete every probe pod and claim in a namespace (run before uninstalling)
-  version     print the version
+  version     print the version (also: --version)
 """
 
 
@@ -49,7 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from volprobe.commands.cleanup import main as cleanup_main
 
         return cleanup_main(rest)
-    if command == "version":
+    if command in ("version", "--version"):
         from volprobe import __version__
 
         print(__version__)

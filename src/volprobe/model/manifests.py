@@ -30,7 +30,7 @@ ANNOTATION_GENERATION = "volprobe.io/generation"
 """On a long-lived claim: the generation the last successful run wrote (what the next must find)."""
 
 SELECTOR = f"{MANAGED_BY}={MANAGER}"
-DEFAULT_AGENT_IMAGE = f"docker.io/volprobe/volprobe:{__version__}"
+DEFAULT_AGENT_IMAGE = f"ghcr.io/volprobe/volprobe:{__version__}"
 """The image built from this source (Containerfile); the Helm chart and `check` default to it."""
 VOLUME_NAME = "volume"
 
