@@ -127,8 +127,8 @@ func (d *Driver) intercept(ctx context.Context, req any, info *grpc.UnaryServerI
 	op := path.Base(info.FullMethod)
 	started := time.Now()
 	t := d.target(op, req)
-	if f := d.faults.Match(t); f != nil {
-		log.Printf("%s %s: fault %s (%s)", op, t.Volume, f.ID, f.Action)
+	if f, hit := d.faults.Match(t); f != nil {
+		log.Printf("%s %s: fault %s (%s), hit %d", op, t.Volume, f.ID, f.Action, hit)
 		switch f.Action {
 		case ActionError:
 			return nil, status.Error(f.code, f.rpcMessage(op))

@@ -84,6 +84,9 @@ func (f *Fault) validate() error {
 	}
 	f.ops = nil
 	for _, op := range f.Ops {
+		if op == "" {
+			return fmt.Errorf("empty operation name")
+		}
 		if group, ok := opGroups[op]; ok {
 			f.ops = append(f.ops, group...)
 		} else {
@@ -117,6 +120,19 @@ func (f *Fault) validate() error {
 	}
 	if f.Count < 0 {
 		return fmt.Errorf("count must not be negative")
+	}
+	// CSI methods are capitalised, data-path operations are not: an action that can never
+	// apply to the operations named is a mistake in the test, said at once.
+	for _, op := range f.ops {
+		rpc := op[0] >= 'A' && op[0] <= 'Z'
+		switch {
+		case f.Action == ActionError && !rpc:
+			return fmt.Errorf("action error applies to CSI calls, not to %q (use errno)", op)
+		case f.Action == ActionErrno && rpc:
+			return fmt.Errorf("action errno applies to data-path operations, not to %q (use error)", op)
+		case f.Action == ActionFlip && op != "read":
+			return fmt.Errorf("action flip applies to read only, not to %q", op)
+		}
 	}
 	return nil
 }
@@ -194,17 +210,18 @@ func (e *Faults) List() []Fault {
 	return out
 }
 
-// Match returns the first fault that applies to t and counts the hit (nil: none).
-func (e *Faults) Match(t Target) *Fault {
+// Match returns the first fault that applies to t, counts the hit and returns which hit of
+// that fault this is (nil, 0: none).
+func (e *Faults) Match(t Target) (*Fault, int) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	for _, f := range e.active {
 		if f.matches(t) {
 			f.Hits++
-			return f
+			return f, f.Hits
 		}
 	}
-	return nil
+	return nil, 0
 }
 
 // Wait blocks while a hang or delay fault holds an operation. It returns false when the

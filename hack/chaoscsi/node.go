@@ -39,9 +39,9 @@ func (d *Driver) NodeGetCapabilities(context.Context, *csi.NodeGetCapabilitiesRe
 // dataHook routes a volume's FUSE operations to the fault table.
 func (d *Driver) dataHook(v Volume) faultHook {
 	return func(op string) *Fault {
-		f := d.faults.Match(Target{Op: op, Node: d.nodeID, Volume: v.ID, Namespace: v.PVCNamespace})
-		if f != nil && f.Hits <= 3 {
-			log.Printf("data %s %s: fault %s (%s)", op, v.ID, f.ID, f.Action)
+		f, hit := d.faults.Match(Target{Op: op, Node: d.nodeID, Volume: v.ID, Namespace: v.PVCNamespace})
+		if f != nil && hit <= 3 { // the first few are enough to follow a test in the log
+			log.Printf("data %s %s: fault %s (%s), hit %d", op, v.ID, f.ID, f.Action, hit)
 		}
 		return f
 	}
