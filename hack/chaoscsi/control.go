@@ -20,6 +20,7 @@ import (
 //	GET    /volumes                      volumes, snapshots and what is staged on this node
 //	POST   /volumes/{id}/replace         swap the backing store for an empty one
 //	POST   /volumes/{id}/corrupt         {"offset": n, "length": n}: invert those bytes of it
+//	                                     (409 while the volume is staged: try again)
 func controlHandler(d *Driver) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
@@ -79,6 +80,8 @@ func respond(w http.ResponseWriter, err error) {
 		reply(w, http.StatusOK, map[string]bool{"ok": true})
 	case errors.Is(err, os.ErrNotExist):
 		reply(w, http.StatusNotFound, map[string]string{"error": err.Error()})
+	case errors.Is(err, errInUse):
+		reply(w, http.StatusConflict, map[string]string{"error": err.Error()})
 	default:
 		reply(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
 	}

@@ -570,14 +570,25 @@ func (d *Driver) ReplaceBacking(id string) error {
 	return newImage(d.store.VolumeImage(id), v.CapacityBytes, v.Block)
 }
 
+// errInUse: the volume is staged; the caller should try again between two uses.
+var errInUse = errors.New("volume is staged (in use)")
+
 // Corrupt inverts every bit of a byte range of a volume's backing store, under whatever
-// filesystem or data the volume holds (silent corruption below the block layer).
+// filesystem or data the volume holds (silent corruption below the block layer). It refuses
+// while the volume is staged, so that no writer in flight can overwrite the damage before
+// anybody reads it: staging waits for it (same lock), and whoever stages next finds it.
 func (d *Driver) Corrupt(id string, offset, length int64) error {
 	unlock := d.lock(id)
 	defer unlock()
 	v, ok := d.store.Volume(id)
 	if !ok {
 		return fmt.Errorf("volume %s not found: %w", id, os.ErrNotExist)
+	}
+	d.mu.Lock()
+	staged := d.staged[id] != nil
+	d.mu.Unlock()
+	if staged {
+		return errInUse
 	}
 	if offset < 0 || length <= 0 || offset+length > v.CapacityBytes {
 		return errors.New("range outside the volume")

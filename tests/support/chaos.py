@@ -139,9 +139,19 @@ class ChaosDriver:
         """Swap the volume's backing store for an empty one (effective when next staged)."""
         self._request("POST", f"/volumes/{volume}/replace")
 
-    def corrupt(self, volume: str, offset: int, length: int) -> None:
-        """Invert `length` bytes of the volume's backing store from `offset` on."""
-        self._request("POST", f"/volumes/{volume}/corrupt", {"offset": offset, "length": length})
+    def corrupt(self, volume: str, offset: int, length: int) -> bool:
+        """Invert `length` bytes of the volume's backing store from `offset` on.
+
+        False while the volume is staged (a run in flight could overwrite the damage before
+        anyone reads it): call again, e.g. with `eventually`.
+        """
+        try:
+            self._request("POST", f"/volumes/{volume}/corrupt", {"offset": offset, "length": length})
+        except ChaosError as error:
+            if " 409 " in str(error):
+                return False
+            raise
+        return True
 
     @contextmanager
     def fault(self, ops: Sequence[str], action: str, **options: Any) -> Iterator[Fault]:
