@@ -1,0 +1,657 @@
+"""Every failure volprobe classifies, produced through the real kubelet by the chaos CSI driver.
+
+One test per row of issue 10's acceptance table. Each starts a real controller with a probe on
+the StorageClass `chaos`, injects the fault while the probe runs (through the driver's control
+interface: an RPC fails or hangs, the FUSE data path fails, hangs, slows down or lies, a backing
+store is swapped), checks the result, phase and reason the controller exports and writes into
+the StorageProbe's status within the failing phase's deadline (plus one interval for the next
+run to start, plus 10 s), lifts the fault, sees the probe pass again with the same controller,
+and finally deletes the probe and checks that nothing is left: no pod, claim, PersistentVolume,
+VolumeAttachment, nor volume in the driver.
+
+Faults select the test's own namespace, so nothing else on the cluster is touched. Probes run
+every 10 s with short phase timeouts to keep each test under a minute or so.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.conftest import Cluster
+from tests.integration.conftest import (
+    ControllerFactory,
+    ProbeFactory,
+    condition,
+    mount_volume,
+    owned_items,
+    owned_objects,
+    probe_status,
+)
+from tests.support.chaos import STORAGE_CLASS, ChaosDriver, Fault
+from tests.support.controller import ControllerProcess
+from tests.support.kubectl import eventually
+
+pytestmark = pytest.mark.integration
+
+RUNS = "volprobe_probe_runs_total"
+FAILURES = "volprobe_probe_failures_total"
+LATENCY = "volprobe_io_latency_seconds"
+INTERVAL = 10
+SLACK = 10
+"""The acceptance table's "+ 10 s" over a phase's deadline."""
+START = 15
+"""Seconds a run may take to reach the failing phase (claim, attach, mount) before its deadline counts."""
+
+
+@pytest.fixture
+def driver(cluster: Cluster, namespace: str) -> Iterator[ChaosDriver]:
+    """The chaos driver; whatever this test injected is lifted afterwards, even on failure."""
+    driver = ChaosDriver.of(cluster.layout)
+    assert driver.healthz()["registered"], "the kubelet has not registered the chaos driver"
+    yield driver
+    for fault in driver.faults():
+        if fault.get("namespace") == namespace:
+            driver.lift(Fault(fault["id"], fault))
+
+
+def runs(controller: ControllerProcess, probe: str, kind: str, result: str) -> float:
+    return controller.scrape().sum(RUNS, probe=probe, kind=kind, result=result)
+
+
+def failures(controller: ControllerProcess, probe: str, kind: str, phase: str, reason: str) -> float:
+    return controller.scrape().sum(FAILURES, probe=probe, kind=kind, phase=phase, reason=reason)
+
+
+def expect_failure(
+    controller: ControllerProcess,
+    probe: str,
+    *,
+    kind: str,
+    phase: str,
+    reason: str,
+    result: str,
+    deadline: float,
+    before: float = 0,
+) -> None:
+    """The failure is counted, and the run that failed took at most `before` (the phases ahead of
+    the failing one) + the failing phase's `deadline` + 10 s, clean-up included.
+
+    From the injection on, the next run may first have to start: one interval more.
+    """
+    started = time.monotonic()
+    eventually(
+        f"{kind} {result} in phase {phase} with reason {reason}",
+        lambda: failures(controller, probe, kind, phase, reason) >= 1,
+        INTERVAL + before + deadline + SLACK,
+    )
+    waited = time.monotonic() - started
+    scrape = controller.scrape()
+    took = scrape.sum("volprobe_probe_duration_seconds", probe=probe, kind=kind)
+    print(f"time-to-result {probe} {kind} {phase}/{reason}: run {took:.1f}s, {waited:.1f}s after injection")
+    assert scrape.sum(RUNS, probe=probe, kind=kind, result=result) >= 1, "the run ended with another result"
+    assert scrape.sum("volprobe_probe_success", probe=probe, kind=kind) == 0
+    assert 0 < took <= before + deadline + SLACK, f"the failing run took {took:.1f}s"
+
+
+def expect_status(cluster: Cluster, probe: str, kind: str, phase: str, reason: str) -> dict[str, Any]:
+    """The StorageProbe's status names the failing kind's phase and reason, and it is Degraded."""
+
+    def latest() -> dict[str, Any] | None:
+        last = probe_status(cluster.kubectl, probe).get(kind) or {}
+        return last if last.get("reason") == reason else None
+
+    last = eventually(f"status.{kind}.reason == {reason}", latest, 20)
+    assert last["phase"] == phase
+    assert condition(cluster.kubectl, probe, "Degraded")["status"] == "True"
+    return last
+
+
+def expect_recovery(controller: ControllerProcess, probe: str, kind: str, within: float = 60) -> None:
+    """After the fault is lifted the same controller sees the probe pass again."""
+    before = runs(controller, probe, kind, "success")
+    eventually(
+        f"a {kind} success after the fault was lifted",
+        lambda: runs(controller, probe, kind, "success") > before,
+        within,
+    )
+    assert controller.alive()
+
+
+def expect_nothing_left(cluster: Cluster, driver: ChaosDriver, namespace: str, probe: str) -> None:
+    """Deleting the probe removes every pod, claim, volume and attachment it caused."""
+    kubectl = cluster.kubectl
+    kubectl.run("delete", "storageprobe", probe, "--wait=true", timeout=90)
+    eventually(
+        "the probe's pods and claims gone",
+        lambda: owned_objects(kubectl, namespace, probe) == {"pods": [], "pvc": []},
+        90,
+    )
+
+    def ours() -> list[str]:
+        return [
+            pv["metadata"]["name"]
+            for pv in kubectl.json("get", "pv")["items"]
+            if (pv["spec"].get("claimRef") or {}).get("namespace") == namespace
+        ]
+
+    eventually("no PersistentVolume of the namespace", lambda: not ours(), 90)
+    eventually("no volume of the namespace in the driver", lambda: not driver.volumes(namespace), 60)
+    volumes = {v["id"] for v in driver.volumes()}
+    assert not [s for s in driver.staged() if s["volume"] not in volumes], "staged volume without a volume"
+    attachments = kubectl.json("get", "volumeattachments")["items"]
+    known = {pv["metadata"]["name"] for pv in kubectl.json("get", "pv")["items"]}
+    leaked = [
+        a["metadata"]["name"]
+        for a in attachments
+        if a["spec"]["attacher"] == "chaos.csi.volprobe.io"
+        and a["spec"]["source"].get("persistentVolumeName") not in known
+    ]
+    assert not leaked, f"VolumeAttachments of deleted volumes: {leaked}"
+
+
+def first_success(controller: ControllerProcess, probe: str, kind: str, count: int = 1) -> None:
+    eventually(f"{count} {kind} successes", lambda: runs(controller, probe, kind, "success") >= count, 90)
+
+
+# --- provisioning ---------------------------------------------------------------------------------
+
+
+def test_create_volume_error_is_provisioning_failed_with_the_drivers_message(
+    cluster: Cluster,
+    make_probe: ProbeFactory,
+    start_controller: ControllerFactory,
+    driver: ChaosDriver,
+    namespace: str,
+    test_id: str,
+) -> None:
+    deadline = 10
+    probe = make_probe(
+        "cve", STORAGE_CLASS, mount={"enabled": False}, timeouts={"provisionSeconds": deadline}
+    )
+    message = f"chaos-{test_id}: pool exhausted"
+    with driver.fault(
+        ["CreateVolume"], "error", namespace=namespace, code="ResourceExhausted", message=message
+    ) as fault:
+        controller = start_controller()
+        expect_failure(
+            controller,
+            probe,
+            kind="provision",
+            phase="provision",
+            reason="provisioning_failed",
+            result="timeout",
+            deadline=deadline,
+        )
+        last = expect_status(cluster, probe, "provision", "provision", "provisioning_failed")
+        assert message in last["message"]
+        assert "ResourceExhausted" in last["message"]
+        assert driver.hits(fault) >= 1
+    expect_recovery(controller, probe, "provision")
+    expect_nothing_left(cluster, driver, namespace, probe)
+
+
+def test_hung_create_volume_is_provisioning_timeout(
+    cluster: Cluster,
+    make_probe: ProbeFactory,
+    start_controller: ControllerFactory,
+    driver: ChaosDriver,
+    namespace: str,
+) -> None:
+    deadline = 10  # shorter than the provisioner's 30 s call timeout: the call is still hanging
+    probe = make_probe(
+        "cvh", STORAGE_CLASS, mount={"enabled": False}, timeouts={"provisionSeconds": deadline}
+    )
+    with driver.fault(["CreateVolume"], "hang", namespace=namespace) as fault:
+        controller = start_controller()
+        expect_failure(
+            controller,
+            probe,
+            kind="provision",
+            phase="provision",
+            reason="provisioning_timeout",
+            result="timeout",
+            deadline=deadline,
+        )
+        expect_status(cluster, probe, "provision", "provision", "provisioning_timeout")
+        assert driver.hits(fault) >= 1, "CreateVolume reached the driver and hung there"
+    expect_recovery(controller, probe, "provision")
+    expect_nothing_left(cluster, driver, namespace, probe)
+
+
+# --- attach and mount -----------------------------------------------------------------------------
+
+
+def test_hung_controller_publish_is_attach_timeout(
+    cluster: Cluster,
+    make_probe: ProbeFactory,
+    start_controller: ControllerFactory,
+    driver: ChaosDriver,
+    namespace: str,
+) -> None:
+    # The attacher gives up on the call after 10 s (VolumeAttachment error, FailedAttachVolume),
+    # within this deadline; the kubelet would wait minutes.
+    deadline = 20
+    probe = make_probe(
+        "cph", STORAGE_CLASS, provision={"enabled": False}, timeouts={"mountSeconds": deadline}
+    )
+    with driver.fault(["ControllerPublishVolume"], "hang", namespace=namespace) as fault:
+        controller = start_controller()
+        expect_failure(
+            controller,
+            probe,
+            kind="mount",
+            phase="mount",
+            reason="attach_timeout",
+            result="timeout",
+            deadline=deadline,
+            before=START,
+        )
+        last = expect_status(cluster, probe, "mount", "mount", "attach_timeout")
+        assert "DeadlineExceeded" in last["message"] or "deadline" in last["message"]
+        assert driver.hits(fault) >= 1
+    expect_recovery(controller, probe, "mount")
+    expect_nothing_left(cluster, driver, namespace, probe)
+
+
+@pytest.mark.parametrize("operation", ["NodeStageVolume", "NodePublishVolume"])
+def test_node_rpc_error_is_mount_failed_with_the_drivers_message(
+    cluster: Cluster,
+    make_probe: ProbeFactory,
+    start_controller: ControllerFactory,
+    driver: ChaosDriver,
+    namespace: str,
+    test_id: str,
+    operation: str,
+) -> None:
+    deadline = 10
+    probe = make_probe(
+        "nre", STORAGE_CLASS, provision={"enabled": False}, timeouts={"mountSeconds": deadline}
+    )
+    message = f"chaos-{test_id}: {operation} refused, device busy"
+    with driver.fault([operation], "error", namespace=namespace, code="Internal", message=message) as fault:
+        controller = start_controller()
+        expect_failure(
+            controller,
+            probe,
+            kind="mount",
+            phase="mount",
+            reason="mount_failed",
+            result="timeout",
+            deadline=deadline,
+            before=START,
+        )
+        last = expect_status(cluster, probe, "mount", "mount", "mount_failed")
+        assert message in last["message"]
+        assert driver.hits(fault) >= 1
+    expect_recovery(controller, probe, "mount")
+    expect_nothing_left(cluster, driver, namespace, probe)
+
+
+def test_hung_node_publish_is_mount_timeout(
+    cluster: Cluster,
+    make_probe: ProbeFactory,
+    start_controller: ControllerFactory,
+    driver: ChaosDriver,
+    namespace: str,
+) -> None:
+    deadline = 10  # the kubelet waits 2 min for NodePublish before it reports anything
+    probe = make_probe(
+        "nph", STORAGE_CLASS, provision={"enabled": False}, timeouts={"mountSeconds": deadline}
+    )
+    with driver.fault(["NodePublishVolume"], "hang", namespace=namespace) as fault:
+        controller = start_controller()
+        expect_failure(
+            controller,
+            probe,
+            kind="mount",
+            phase="mount",
+            reason="mount_timeout",
+            result="timeout",
+            deadline=deadline,
+            before=START,
+        )
+        expect_status(cluster, probe, "mount", "mount", "mount_timeout")
+        assert driver.hits(fault) >= 1
+    expect_recovery(controller, probe, "mount", within=90)
+    expect_nothing_left(cluster, driver, namespace, probe)
+
+
+# --- the data path (FUSE between the pod and the volume's ext4) -----------------------------------
+
+
+@pytest.mark.parametrize("op", ["write", "fsync", "read"])
+def test_eio_on_a_data_operation_is_io_error_in_that_phase(
+    cluster: Cluster,
+    make_probe: ProbeFactory,
+    start_controller: ControllerFactory,
+    driver: ChaosDriver,
+    namespace: str,
+    op: str,
+) -> None:
+    # Provision runs start on an empty volume: the verify phase reads nothing, so a read
+    # fault first meets the read-back of this run's payload.
+    deadline = 10
+    probe = make_probe("eio", STORAGE_CLASS, mount={"enabled": False}, timeouts={"ioSeconds": deadline})
+    with driver.fault([op], "errno", namespace=namespace, errno="EIO") as fault:
+        controller = start_controller()
+        expect_failure(
+            controller,
+            probe,
+            kind="provision",
+            phase=op,
+            reason="io_error",
+            result="failure",
+            deadline=deadline,
+            before=START,
+        )
+        last = expect_status(cluster, probe, "provision", op, "io_error")
+        assert "EIO" in last["message"]
+        assert driver.hits(fault) >= 1
+    expect_recovery(controller, probe, "provision")
+    expect_nothing_left(cluster, driver, namespace, probe)
+
+
+def test_flipped_bits_on_read_are_checksum_mismatch(
+    cluster: Cluster,
+    make_probe: ProbeFactory,
+    start_controller: ControllerFactory,
+    driver: ChaosDriver,
+    namespace: str,
+) -> None:
+    deadline = 10
+    probe = make_probe("flp", STORAGE_CLASS, mount={"enabled": False}, timeouts={"ioSeconds": deadline})
+    with driver.fault(["read"], "flip", namespace=namespace) as fault:
+        controller = start_controller()
+        expect_failure(
+            controller,
+            probe,
+            kind="provision",
+            phase="read",
+            reason="checksum_mismatch",
+            result="failure",
+            deadline=deadline,
+            before=START,
+        )
+        expect_status(cluster, probe, "provision", "read", "checksum_mismatch")
+        assert driver.hits(fault) >= 1
+    expect_recovery(controller, probe, "provision")
+    expect_nothing_left(cluster, driver, namespace, probe)
+
+
+def test_filesystem_turned_read_only_is_read_only(
+    cluster: Cluster,
+    make_probe: ProbeFactory,
+    start_controller: ControllerFactory,
+    driver: ChaosDriver,
+    namespace: str,
+) -> None:
+    # The node's volume, after one good run: its root already belongs to the probe's group, so
+    # the kubelet changes nothing on mount (on a fresh volume its chown would fail first).
+    deadline = 10
+    probe = make_probe("rof", STORAGE_CLASS, provision={"enabled": False}, timeouts={"ioSeconds": deadline})
+    controller = start_controller()
+    first_success(controller, probe, "mount")
+    with driver.fault(["mutate"], "errno", namespace=namespace, errno="EROFS") as fault:
+        expect_failure(
+            controller,
+            probe,
+            kind="mount",
+            phase="write",
+            reason="read_only",
+            result="failure",
+            deadline=deadline,
+            before=START,
+        )
+        last = expect_status(cluster, probe, "mount", "write", "read_only")
+        assert "EROFS" in last["message"]
+        assert driver.hits(fault) >= 1
+    expect_recovery(controller, probe, "mount")
+    expect_nothing_left(cluster, driver, namespace, probe)
+
+
+def test_full_volume_is_no_space(
+    cluster: Cluster,
+    make_probe: ProbeFactory,
+    start_controller: ControllerFactory,
+    driver: ChaosDriver,
+    namespace: str,
+) -> None:
+    deadline = 10
+    probe = make_probe("nsp", STORAGE_CLASS, mount={"enabled": False}, timeouts={"ioSeconds": deadline})
+    with driver.fault(["write"], "errno", namespace=namespace, errno="ENOSPC") as fault:
+        controller = start_controller()
+        expect_failure(
+            controller,
+            probe,
+            kind="provision",
+            phase="write",
+            reason="no_space",
+            result="failure",
+            deadline=deadline,
+            before=START,
+        )
+        last = expect_status(cluster, probe, "provision", "write", "no_space")
+        assert "ENOSPC" in last["message"]
+        assert driver.hits(fault) >= 1
+    expect_recovery(controller, probe, "provision")
+    expect_nothing_left(cluster, driver, namespace, probe)
+
+
+@pytest.mark.parametrize(
+    ("interruptible", "phase"),
+    [
+        # A disk that went silent: the agent's IO thread sits in uninterruptible sleep, so even
+        # after its watchdog fired the container cannot exit and its report never leaves the
+        # pod; the controller's own IO deadline ends the run. The stuck pod is only gone when
+        # the fault is lifted, so the run is counted at the end of its clean-up deadline.
+        pytest.param(False, "io", id="uninterruptible"),
+        # Storage that gives up on a killed caller (NFS `intr`): the agent's watchdog reports
+        # the timeout itself, naming the phase that hung.
+        pytest.param(True, "write", id="interruptible"),
+    ],
+)
+def test_hung_data_path_is_a_timeout_of_the_io_check(
+    cluster: Cluster,
+    make_probe: ProbeFactory,
+    start_controller: ControllerFactory,
+    driver: ChaosDriver,
+    namespace: str,
+    interruptible: bool,
+    phase: str,
+) -> None:
+    deadline, cleanup = 10, 5
+    probe = make_probe(
+        "hio",
+        STORAGE_CLASS,
+        provision={"enabled": False},
+        timeouts={"ioSeconds": deadline, "cleanupSeconds": cleanup},
+    )
+    with driver.fault(["data"], "hang", namespace=namespace, interruptible=interruptible) as fault:
+        controller = start_controller()
+        expect_failure(
+            controller,
+            probe,
+            kind="mount",
+            phase=phase,
+            reason="timeout",
+            result="timeout",
+            deadline=deadline + cleanup,
+            before=START,
+        )
+        expect_status(cluster, probe, "mount", phase, "timeout")
+        assert driver.hits(fault) >= 1
+    expect_recovery(controller, probe, "mount", within=90)
+    expect_nothing_left(cluster, driver, namespace, probe)
+
+
+# --- the backing store ---------------------------------------------------------------------------
+
+
+def test_replaced_backing_store_is_data_lost(
+    cluster: Cluster,
+    make_probe: ProbeFactory,
+    start_controller: ControllerFactory,
+    driver: ChaosDriver,
+    namespace: str,
+) -> None:
+    probe = make_probe("rpl", STORAGE_CLASS, provision={"enabled": False}, timeouts={"ioSeconds": 10})
+    controller = start_controller()
+    first_success(controller, probe, "mount")
+
+    def generation() -> int:
+        claims = owned_items(cluster.kubectl, namespace, probe, "pvc")
+        annotations = claims[0]["metadata"].get("annotations") or {} if claims else {}
+        return int(annotations.get("volprobe.io/generation", "0"))
+
+    eventually("a generation recorded on the node's claim", lambda: generation() >= 1, 30)
+    driver.replace_backing(mount_volume(cluster.kubectl, namespace, probe))
+    expect_failure(
+        controller,
+        probe,
+        kind="mount",
+        phase="verify",
+        reason="data_lost",
+        result="failure",
+        deadline=10,  # the IO deadline; if a run was staged on the old store, the next one finds it
+        before=START,
+    )
+    expect_status(cluster, probe, "mount", "verify", "data_lost")
+    expect_recovery(controller, probe, "mount")
+    expect_nothing_left(cluster, driver, namespace, probe)
+
+
+# --- clean-up --------------------------------------------------------------------------------------
+
+
+def test_failed_delete_volume_is_pv_not_deleted(
+    cluster: Cluster,
+    make_probe: ProbeFactory,
+    start_controller: ControllerFactory,
+    driver: ChaosDriver,
+    namespace: str,
+) -> None:
+    deadline = 10
+    probe = make_probe("dvf", STORAGE_CLASS, mount={"enabled": False}, timeouts={"cleanupSeconds": deadline})
+    with driver.fault(["DeleteVolume"], "error", namespace=namespace, code="Internal") as fault:
+        controller = start_controller()
+        expect_failure(
+            controller,
+            probe,
+            kind="provision",
+            phase="cleanup",
+            reason="pv_not_deleted",
+            result="failure",
+            deadline=deadline,
+            before=2 * START,  # the whole run comes before its clean-up
+        )
+        expect_status(cluster, probe, "provision", "cleanup", "pv_not_deleted")
+        assert driver.hits(fault) >= 1
+    expect_recovery(controller, probe, "provision")
+    expect_nothing_left(cluster, driver, namespace, probe)
+
+
+# --- healthy but slow ------------------------------------------------------------------------------
+
+
+def test_added_latency_passes_and_shows_in_the_histogram(
+    cluster: Cluster,
+    make_probe: ProbeFactory,
+    start_controller: ControllerFactory,
+    driver: ChaosDriver,
+    namespace: str,
+) -> None:
+    probe = make_probe("lat", STORAGE_CLASS, provision={"enabled": False})
+    controller = start_controller()
+    first_success(controller, probe, "mount")
+    # One controller per test: its latency histogram holds this probe's IO only.
+    fast = 0.025  # a bucket bound below the injected 50 ms
+
+    def histogram() -> tuple[float, float, float]:
+        scrape = controller.scrape()
+        count = sum(
+            scrape.sum(f"{LATENCY}_count", storage_class=STORAGE_CLASS, op=op) for op in ("write", "read")
+        )
+        total = sum(
+            scrape.sum(f"{LATENCY}_sum", storage_class=STORAGE_CLASS, op=op) for op in ("write", "read")
+        )
+        quick = sum(
+            scrape.sum(f"{LATENCY}_bucket", storage_class=STORAGE_CLASS, op=op, le=str(fast))
+            for op in ("write", "read")
+        )
+        return count, total, quick
+
+    with driver.fault(["read", "write", "fsync"], "delay", namespace=namespace, delay_ms=50) as fault:
+        # A run in flight when the fault came may have done part of its IO before it: count
+        # from the end of the next run on, so every run measured started under the fault.
+        successes = runs(controller, probe, "mount", "success")
+        eventually(
+            "a run under the fault", lambda: runs(controller, probe, "mount", "success") > successes, 30
+        )
+        successes = runs(controller, probe, "mount", "success")
+        before = histogram()
+        eventually(
+            "two slow but successful runs",
+            lambda: runs(controller, probe, "mount", "success") >= successes + 2,
+            4 * INTERVAL,
+        )
+        after = histogram()
+        assert driver.hits(fault) >= 1
+    count, total, quick = (a - b for a, b in zip(after, before, strict=True))
+    assert count > 0
+    assert quick == 0, f"{quick:.0f} of {count:.0f} reads and writes were faster than the 50 ms added"
+    assert total / count >= 0.05
+    scrape = controller.scrape()
+    assert scrape.sum(FAILURES, probe=probe) == 0
+    assert condition(cluster.kubectl, probe, "Ready")["status"] == "True"
+    expect_nothing_left(cluster, driver, namespace, probe)
+
+
+# --- Block volumes -----------------------------------------------------------------------------------
+
+
+def test_block_probe_passes_and_detects_corruption(
+    cluster: Cluster,
+    make_probe: ProbeFactory,
+    start_controller: ControllerFactory,
+    driver: ChaosDriver,
+    namespace: str,
+) -> None:
+    payload = 1 << 20
+    probe = make_probe(
+        "blk",
+        STORAGE_CLASS,
+        volume={"volumeMode": "Block", "size": "16Mi"},
+        io={"payloadBytes": payload, "blockBytes": 256 * 1024},
+        timeouts={"ioSeconds": 10},
+    )
+    controller = start_controller()
+    # The second mount run verifies, through a new pod, what the first wrote on the raw device.
+    first_success(controller, probe, "mount", count=2)
+    first_success(controller, probe, "provision")
+    volume = mount_volume(cluster.kubectl, namespace, probe)
+    assert next(v for v in driver.volumes(namespace) if v["id"] == volume)["block"] is True
+    # Both payload slots of the agent's on-device layout (docs/agent.md), below any cache,
+    # between two runs (the driver refuses while the volume is staged).
+    eventually(
+        "the volume corrupted between two runs",
+        lambda: driver.corrupt(volume, offset=8192, length=2 * payload),
+        2 * INTERVAL,
+        interval=0.2,
+    )
+    expect_failure(
+        controller,
+        probe,
+        kind="mount",
+        phase="verify",
+        reason="checksum_mismatch",
+        result="failure",
+        deadline=10,
+        before=START,
+    )
+    expect_status(cluster, probe, "mount", "verify", "checksum_mismatch")
+    expect_recovery(controller, probe, "mount")
+    expect_nothing_left(cluster, driver, namespace, probe)
