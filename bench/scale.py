@@ -7,9 +7,12 @@ controller all do their real work for every node, but kwok simulates the contain
 the agent's report (a minimal success, see hack/localcluster/manifests/kwok-stages.yaml). So
 this measures volprobe's own cost and behaviour at scale, not storage.
 
-Printed: runs per result, API requests per second by verb, pod creations per second against the
-budget, the controller's peak RSS and mean CPU, how long until every node had its first run,
-and how evenly run starts spread over the interval (pie fires everything at second 0).
+Printed: runs per result (failures must be 0: the provisioner is healthy, so any failure would be
+one volprobe made itself), API requests per second by verb, pod creations per second against the
+budget, throttling, the controller's peak RSS and mean CPU, how long until every node had its
+first run, the largest backlog of runs queued behind volume creation, how late runs started
+against their slots (p50/p90/p99), and how evenly run starts spread over the interval (pie fires
+everything at second 0).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import argparse
 import collections
 import json
+import math
 import os
 import sys
 import tempfile
@@ -49,6 +53,23 @@ def proc_stats(pid: int) -> tuple[float, float]:
     return rss, cpu
 
 
+def quantile(buckets: dict[float, float], q: float) -> float:
+    """A quantile from cumulative histogram buckets, interpolated as histogram_quantile does."""
+    bounds = sorted(buckets)
+    total = buckets[math.inf] if math.inf in buckets else (buckets[bounds[-1]] if bounds else 0)
+    if not total:
+        return 0.0
+    rank, lower, below = q * total, 0.0, 0.0
+    for bound in bounds:
+        count = buckets[bound]
+        if count >= rank:
+            if math.isinf(bound):
+                return lower
+            return lower + (bound - lower) * (rank - below) / max(count - below, 1e-9)
+        lower, below = bound, count
+    return lower
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -57,6 +78,7 @@ def main() -> int:
     parser.add_argument("--minutes", type=float, default=5, help="how long to measure")
     parser.add_argument("--interval", type=int, default=60, help="the probe's intervalSeconds")
     parser.add_argument("--pod-rate", type=float, default=5, help="--max-pod-creations-per-second")
+    parser.add_argument("--request-rate", type=float, default=20, help="--max-api-requests-per-second")
     args = parser.parse_args()
 
     layout = Layout.default()
@@ -99,6 +121,7 @@ def main() -> int:
         extra=(
             "--probe-selector=volprobe.io/bench=true",
             f"--max-pod-creations-per-second={args.pod_rate}",
+            f"--max-api-requests-per-second={args.request_rate}",
             "--status-interval=10",
         ),
     ).start()
@@ -111,11 +134,13 @@ def main() -> int:
         peak_rss = 0.0
         first_run: dict[str, float] = {}
         samples = []
+        peak_queued = 0.0
         while time.monotonic() - t0 < args.minutes * 60:
             time.sleep(5)
             scrape = controller.scrape()
             rss, _ = proc_stats(pid)
             peak_rss = max(peak_rss, rss)
+            peak_queued = max(peak_queued, scrape.sum("volprobe_runs_queued"))
             elapsed = time.monotonic() - t0
             for labels, value in scrape.matching("volprobe_probe_runs_total", kind="mount"):
                 if value > 0 and labels["node"] not in first_run:
@@ -156,6 +181,15 @@ def main() -> int:
         print(
             f"controller: peak RSS {peak_rss:.0f} MiB, "
             f"mean CPU {100 * (cpu1 - cpu0) / seconds:.0f}% of a core"
+        )
+        print(f"largest backlog of runs queued behind volume creation: {peak_queued:.0f}")
+        lag = {
+            float(labels["le"]): value
+            for labels, value in last.matching("volprobe_run_start_lag_seconds_bucket")
+        }
+        print(
+            "run start lag against slots: "
+            + ", ".join(f"p{int(q * 100)} {quantile(lag, q):.1f}s" for q in (0.5, 0.9, 0.99))
         )
         covered = len(first_run)
         print(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
+import re
 import shutil
 import socket
 import subprocess
@@ -286,9 +287,13 @@ def kubectl(layout: Layout, *args: str, stdin: str | None = None) -> str:
 
 
 def _ensure_kwok_nodes(api: KubeAPI, count: int) -> None:
+    """Make kwok-node-0..count-1 exist and no other kwok-node-N; kwok nodes that tests or
+    benchmarks made under other names are theirs to delete (a test adding 100 nodes must not lose
+    them to another session's `up`)."""
     existing = {
         node["metadata"]["name"]
         for node in api.get(f"/api/v1/nodes?labelSelector={NODE_TYPE_LABEL}%3Dkwok")["items"]
+        if re.fullmatch(r"kwok-node-[0-9]+", node["metadata"]["name"])
     }
     wanted = {f"kwok-node-{index}" for index in range(count)}
 
