@@ -12,7 +12,11 @@ larger. The probe runs its reads and writes side by side, so it may queue behind
 little; the tolerance is about that.
 
 `clients`: start-up time and resident memory of a fresh interpreter that imports each S3 client
-and makes one PUT and one GET: volprobe's own (httpx + SigV4) and botocore's.
+and makes one PUT and one GET: volprobe's own (httpx + SigV4), aiobotocore's and botocore's (each
+if installed in `--python`).
+
+`rss`: the peak resident memory of a real `volprobe controller`, first with no probe to run, then
+with `--probes` ObjectStoreProbes every `--interval` seconds against the local versitygw.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from collections.abc import Iterator
@@ -186,9 +191,20 @@ CLIENT_SCRIPTS = {
                 await client.get_object(BUCKET, "clients/x")
         asyncio.run(main())
     """,
+    "aiobotocore": """
+        import asyncio
+        from aiobotocore.session import get_session
+        async def main():
+            async with get_session().create_client(
+                "s3", endpoint_url=ENDPOINT, region_name="us-east-1",
+                aws_access_key_id=KEY, aws_secret_access_key=SECRET) as client:
+                await client.put_object(Bucket=BUCKET, Key="clients/x", Body=b"x" * 65536)
+                await (await client.get_object(Bucket=BUCKET, Key="clients/x"))["Body"].read()
+        asyncio.run(main())
+    """,
     "botocore": """
         import botocore.session
-        client: Any = botocore.session.get_session().create_client(
+        client = botocore.session.get_session().create_client(
             "s3", endpoint_url=ENDPOINT, region_name="us-east-1",
             aws_access_key_id=KEY, aws_secret_access_key=SECRET)
         client.put_object(Bucket=BUCKET, Key="clients/x", Body=b"x" * 65536)
@@ -205,10 +221,27 @@ print(f"{{elapsed * 1000:.0f}} {{rss / 1024:.1f}}")
 """
 
 
-def clients(repeat: int) -> int:
+def _env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(REPO / "src")}
+
+
+def clients(repeat: int, python: str) -> int:
+    """Each client in a fresh `python` (give one whose environment has only what production has:
+    the dev venv also holds click and rich, which httpx imports when they are installed)."""
     found = store()
+    baseline = subprocess.run(
+        [python, "-c", MEASURE.format(body="pass")], check=True, capture_output=True, text=True
+    ).stdout.split()[1]
+    print(f"{'python alone':<26} RSS {baseline} MiB ({python})")
     with found.bucket("clients") as bucket:
         for name, script in CLIENT_SCRIPTS.items():
+            module = "volprobe" if name.startswith("volprobe") else name
+            probe = subprocess.run(
+                [python, "-c", f"import {module}"], capture_output=True, env=_env(), check=False
+            )
+            if probe.returncode != 0:
+                print(f"{name:<26} not installed in {python}")
+                continue
             prelude = (
                 f"ENDPOINT = {found.endpoint!r}\nKEY = {found.credentials.access_key_id!r}\n"
                 f"SECRET = {found.credentials.secret_access_key!r}\nBUCKET = {bucket!r}\n"
@@ -217,11 +250,7 @@ def clients(repeat: int) -> int:
             samples = []
             for _ in range(repeat):
                 out = subprocess.run(
-                    [sys.executable, "-c", program],
-                    check=True,
-                    capture_output=True,
-                    text=True,
-                    env={**os.environ, "PYTHONPATH": str(REPO / "src")},
+                    [python, "-c", program], check=True, capture_output=True, text=True, env=_env()
                 ).stdout.split()
                 samples.append((float(out[0]), float(out[1])))
             times = sorted(s[0] for s in samples)
@@ -229,6 +258,86 @@ def clients(repeat: int) -> int:
                 f"{name:<26} import + client + PUT + GET: median {statistics.median(times):.0f} ms, "
                 f"RSS {max(s[1] for s in samples):.1f} MiB"
             )
+    return 0
+
+
+def proc_rss(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def controller_rss(found: ObjectStore, namespace: str, label: str, seconds: float) -> tuple[float, float]:
+    """(peak RSS in MiB, object-store runs passed) of a real controller running probes labelled `label`."""
+    from tests.support.controller import ControllerProcess
+    from volprobe.model.manifests import DEFAULT_AGENT_IMAGE
+
+    controller = ControllerProcess(
+        kubeconfig=found.cluster.kubeconfig,
+        namespace=namespace,
+        image=DEFAULT_AGENT_IMAGE,
+        log=Path(tempfile.mkdtemp(prefix="volprobe-bench-")) / "controller.log",
+        extra=(f"--probe-selector=volprobe.io/bench={label}",),
+    ).start()
+    assert controller.process is not None
+    try:
+        controller.wait_ready(120)
+        peak = 0.0
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            peak = max(peak, proc_rss(controller.process.pid))
+            time.sleep(1)
+        passed = controller.scrape().sum("volprobe_probe_runs_total", kind="objectstore", result="success")
+    finally:
+        controller.stop()
+    return peak, passed
+
+
+def rss(probes: int, interval: float, seconds: float) -> int:
+    """The controller's peak RSS with no probe, then with `probes` ObjectStoreProbes at `interval`."""
+    found = store()
+    kubectl = found.cluster.kubectl
+    namespace = "volprobe-bench-s3"
+    kubectl.run("delete", "namespace", namespace, "--ignore-not-found", "--wait=true", timeout=180)
+    kubectl.run("create", "namespace", namespace)
+    key_id, secret_key = found.credentials.access_key_id, found.credentials.secret_access_key
+    kubectl.run(
+        "create",
+        "secret",
+        "generic",
+        "bench-keys",
+        "-n",
+        namespace,
+        f"--from-literal=AWS_ACCESS_KEY_ID={key_id}",
+        f"--from-literal=AWS_SECRET_ACCESS_KEY={secret_key}",
+    )
+    names = [f"bench-s3-{index}" for index in range(probes)]
+    try:
+        with found.bucket("rss") as bucket:
+            alone, _ = controller_rss(found, namespace, "none", seconds)
+            for name in names:
+                kubectl.apply(
+                    {
+                        "apiVersion": "volprobe.io/v1alpha1",
+                        "kind": "ObjectStoreProbe",
+                        "metadata": {"name": name, "labels": {"volprobe.io/bench": "s3"}},
+                        "spec": {
+                            "endpoint": found.endpoint,
+                            "bucket": bucket,
+                            "credentialsSecret": {"name": "bench-keys"},
+                            "intervalSeconds": int(interval),
+                        },
+                    }
+                )
+            loaded, passed = controller_rss(found, namespace, "s3", seconds)
+            for name in names:
+                kubectl.run("delete", "objectstoreprobe", name, "--wait=true")
+    finally:
+        kubectl.run("delete", "namespace", namespace, "--wait=false")
+    print(f"\n== controller peak RSS over {seconds:.0f} s each")
+    print(f"no probes:                                   {alone:.1f} MiB")
+    print(f"{probes} ObjectStoreProbes every {interval:.0f} s ({passed:.0f} runs passed): {loaded:.1f} MiB")
     return 0
 
 
@@ -241,10 +350,17 @@ def main() -> int:
     lat.add_argument("--runs", type=int, default=100)
     cli = sub.add_parser("clients")
     cli.add_argument("--repeat", type=int, default=5)
+    cli.add_argument("--python", default=sys.executable, help="the interpreter to measure in")
+    mem = sub.add_parser("rss")
+    mem.add_argument("--probes", type=int, default=10)
+    mem.add_argument("--interval", type=float, default=10.0)
+    mem.add_argument("--seconds", type=float, default=120.0)
     args = parser.parse_args()
     if args.command == "latency":
         return latency(args.runs)
-    return clients(args.repeat)
+    if args.command == "rss":
+        return rss(args.probes, args.interval, args.seconds)
+    return clients(args.repeat, args.python)
 
 
 if __name__ == "__main__":
