@@ -129,18 +129,25 @@ def test_cordoned_node_is_skipped_not_failed_and_resumes(
     node = cluster.real_node
     cluster.kubectl.run("cordon", node)
     try:
+        # A run already on the node when it was cordoned goes on to its end (cordoning evicts
+        # nothing); one still waiting for the node is given up as a skip. Wait for that first,
+        # then for two slots (10 s each) to be skipped: the events this test is about.
+        eventually(
+            "no run in flight",
+            lambda: controller.scrape().sum("volprobe_runs_in_flight", probe=probe) == 0,
+            60,
+        )
         skipped_before = runs(controller, probe, "mount", "skipped")
         eventually(
-            "skipped runs while cordoned",
+            "two skipped mount slots while cordoned",
             lambda: runs(controller, probe, "mount", "skipped") >= skipped_before + 2,
-            40,
+            2 * 10 + 10,
         )
         scrape = controller.scrape()
         assert scrape.sum("volprobe_node_skipped", probe=probe, node=node, reason="cordoned") == 1
         assert scrape.sum(FAILURES, probe=probe) == 0
-        # The provision probe has its own slot (and may have had a run in flight): its next slot.
         eventually(
-            "a skipped provision slot", lambda: runs(controller, probe, "provision", "skipped") >= 1, 40
+            "a skipped provision slot", lambda: runs(controller, probe, "provision", "skipped") >= 1, 10 + 10
         )
         eventually(
             "status counts the skip",
