@@ -16,18 +16,26 @@ echo "== helm install volprobe (probe for StorageClass standard) + a probe for S
 helm upgrade --install volprobe charts/volprobe --namespace volprobe --create-namespace \
   --values hack/demo/values.yaml --wait --timeout 180s >/dev/null
 kubectl apply -f hack/demo/probes.yaml >/dev/null
+echo "   + an ObjectStoreProbe for the cluster's S3 server (versitygw, bucket volprobe)"
+read -r s3_key_id s3_secret < <(PYTHONPATH=hack .venv/bin/python -c \
+  'from localcluster import objectstore as s; from localcluster.config import Layout; print(*s.credentials(Layout.default()))')
+kubectl -n volprobe create secret generic local-s3-keys --from-literal=AWS_ACCESS_KEY_ID="$s3_key_id" \
+  --from-literal=AWS_SECRET_ACCESS_KEY="$s3_secret" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+kubectl apply -f hack/demo/objectstore.yaml >/dev/null
 
 status() {
   kubectl get storageprobe "$1" -o \
     jsonpath='{.status.conditions[?(@.type=="Ready")].status}/{.status.conditions[?(@.type=="Degraded")].reason}' 2>/dev/null
 }
-echo "== live results (refreshing until standard passes and broken fails with a reason)"
+echo "== live results (refreshing until standard passes, broken fails with a reason and local-s3 is Ready)"
 deadline=$((SECONDS + 180))
 while :; do
   echo "--- $(date +%T)"
   kubectl get storageprobes -o wide
+  kubectl get objectstoreprobes
   standard=$(status standard); broken=$(status broken)
-  if [[ $standard == True/* && $broken == False/Provisioning* ]]; then break; fi
+  s3=$(kubectl get objectstoreprobe local-s3 -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null)
+  if [[ $standard == True/* && $broken == False/Provisioning* && $s3 == True ]]; then break; fi
   if ((SECONDS > deadline)); then echo "demo: probes did not settle within 3 minutes" >&2; exit 1; fi
   sleep 5
 done
@@ -38,6 +46,9 @@ echo
 echo "== a one-shot check of StorageClass standard (volprobe check)"
 # --node-grace 0: the demo cluster's node is seconds old and would be skipped as too_new.
 .venv/bin/volprobe check standard --mount-runs 2 --node-grace 0
+echo
+echo "== a one-shot check of the ObjectStoreProbe (volprobe check-objectstore)"
+.venv/bin/volprobe check-objectstore local-s3 --namespace volprobe
 echo
 pod=$(kubectl -n volprobe get pods -l app.kubernetes.io/component=controller -o jsonpath='{.items[0].status.podIP}')
 cat <<INFO
