@@ -277,8 +277,9 @@ class Planner:
         actions = self._reconcile(world)
         actions += self._abort_stranded(world)
         actions += self._stalls(world)
-        self._pace(world)
-        actions += self._launch_due(world)
+        making = self._in_the_making(world)
+        self._pace(making, world.now)
+        actions += self._launch_due(world, self._room(making))
         actions += self._statuses(world.now)
         actions += self._sweep(world)
         actions.append(self._gauges())
@@ -458,10 +459,9 @@ class Planner:
         )
         return ready.skip, ready.avoid_nodes
 
-    def _launch_due(self, world: World) -> list[Action]:
+    def _launch_due(self, world: World, room: dict[str, int]) -> list[Action]:
         actions: list[Action] = []
         now = world.now
-        room = self._room(world)
         claims = {claim.name: claim for claim in world.claims}
         waiting = [s for s in self.targets.values() if s.next_due <= now or s.queued is not None]
         for state in sorted(waiting, key=lambda s: s.next_due if s.queued is None else s.queued):
@@ -534,8 +534,8 @@ class Planner:
                 making.setdefault(self.records[self._key(state.target)].spec.storage_class, []).append(since)
         return making
 
-    def _room(self, world: World) -> dict[str, int]:
-        making = self._in_the_making(world)
+    def _room(self, making: Mapping[str, list[float]]) -> dict[str, int]:
+        """Per class: how many more volumes may be started now."""
         classes = {record.spec.storage_class for record in self.records.values() if record.spec.storage_class}
         return {c: self._window(c).allowed() - len(making.get(c, ())) for c in classes}
 
@@ -553,12 +553,12 @@ class Planner:
         ]
         return max(limits, default=CONGESTED_AFTER)
 
-    def _pace(self, world: World) -> None:
+    def _pace(self, making: Mapping[str, list[float]], now: float) -> None:
         """A volume in the making for longer than normal shrinks its class's window."""
-        for storage_class, since in self._in_the_making(world).items():
+        for storage_class, since in making.items():
             limit = self._congestion_after(storage_class)
-            if world.now - min(since) > limit:
-                self._window(storage_class).congested(world.now, limit)
+            if now - min(since) > limit:
+                self._window(storage_class).congested(now, limit)
 
     def _volume_done(self, record: ProbeRecord, outcome: Outcome, now: float) -> None:
         storage_class = record.spec.storage_class

@@ -298,7 +298,8 @@ class Reflector(Generic[T]):
                         return received or time.monotonic() - started > 1.0
                     except TimeoutError:
                         self.stats.inactivity_timeouts += 1
-                        logger.warning(
+                        # An empty collection may send no bookmarks: quiet is normal, not a fault.
+                        logger.info(
                             "nothing from the watch of %s for %.0fs; reconnecting",
                             self.path,
                             self.inactivity_timeout,
