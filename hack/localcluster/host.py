@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 import subprocess
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -121,25 +123,47 @@ def unmount_under(root: Path) -> None:
 
 
 def loops_under(root: Path) -> list[str]:
-    """Loop devices whose backing file is under root (the chaos CSI driver's, the kubelet's)."""
+    """Loop devices backed by a file under root, and loop devices stacked on those.
+
+    The chaos CSI driver backs volumes with files under the state directory. For a Block
+    volume the kubelet also keeps a loop device of its own open on the device node it was
+    given; once that node's bind mount is gone its path reads "/", so such a loop is known by
+    its backing inode: the node of one of ours.
+    """
     prefix = str(root.resolve()) + "/"
     listing = subprocess.run(
-        ["losetup", "--list", "--noheadings", "--output", "NAME,BACK-FILE"],
+        ["losetup", "--list", "--noheadings", "--output", "NAME,BACK-MAJ:MIN,BACK-INO,BACK-FILE"],
         capture_output=True,
         text=True,
         check=False,
     ).stdout
-    found = []
+    rows = []
     for line in listing.splitlines():
-        fields = line.split(maxsplit=1)
-        if len(fields) == 2 and fields[1].strip().startswith(prefix):
-            found.append(fields[0])
-    return found
+        fields = line.split(maxsplit=3)
+        if len(fields) == 4 and fields[2].isdigit():
+            major, _, minor = fields[1].partition(":")
+            rows.append((fields[0], os.makedev(int(major), int(minor)), int(fields[2]), fields[3].strip()))
+    found = [name for name, _, _, path in rows if path.startswith(prefix)]
+    while True:
+        nodes = set()
+        for name in found:
+            with contextlib.suppress(OSError):
+                node = os.stat(name)
+                nodes.add((node.st_dev, node.st_ino))
+        stacked = [name for name, dev, ino, _ in rows if (dev, ino) in nodes and name not in found]
+        if not stacked:
+            return found
+        found += stacked
 
 
-def detach_loops_under(root: Path) -> None:
-    for device in loops_under(root):
-        subprocess.run(["losetup", "--detach", device], capture_output=True, check=False)
+def detach_loops_under(root: Path, timeout: float = 10) -> None:
+    """Detach them, the stacked ones first; a busy one is freed by the kernel when its last
+    user lets go, so wait until none is listed any more."""
+    deadline = time.monotonic() + timeout
+    while (loops := loops_under(root)) and time.monotonic() < deadline:
+        for device in reversed(loops):
+            subprocess.run(["losetup", "--detach", device], capture_output=True, check=False)
+        time.sleep(0.2)
 
 
 def remove_netns(names: list[str]) -> None:
