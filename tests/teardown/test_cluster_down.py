@@ -6,12 +6,14 @@ import contextlib
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from localcluster import host, processes
+from localcluster import chaos, host, processes
 from localcluster.cluster import OWNER_FILE
 from tests.conftest import REPO, Cluster
+from tests.support.chaos import ChaosDriver
 
 pytestmark = pytest.mark.integration
 
@@ -38,6 +40,17 @@ def test_cluster_down_leaves_nothing_behind(cluster: Cluster) -> None:
     assert host.mounts_under(layout.state), "a running pod should have mounts under the state directory"
     # The local S3 server: a pod on the real node, its data a hostPath under the state directory.
     assert versitygw_processes(), "the local S3 server should be running"
+    # The chaos CSI driver's volumes in use: loop devices, ext4 and FUSE mounts, bind mounts.
+    for mode in ("Filesystem", "Block"):
+        cluster.kubectl.apply(*chaos_volume_in_use(mode.lower(), mode))
+    cluster.kubectl.run(
+        "wait", "--for=condition=Ready", "pod/chaos-filesystem", "pod/chaos-block", "--timeout=90s"
+    )
+    assert len(ChaosDriver.of(layout).staged()) >= 2
+    assert len(host.loops_under(layout.state)) >= 2
+    assert fuse_mounts(), "the Filesystem volume is served through the driver's FUSE layer"
+    sockets = [chaos.control_socket(layout), chaos.csi_socket(layout), registration_socket(cluster)]
+    assert all(path.is_socket() for path in sockets)
 
     result = subprocess.run(
         [sys.executable, "-m", "localcluster", "down"],
@@ -51,6 +64,9 @@ def test_cluster_down_leaves_nothing_behind(cluster: Cluster) -> None:
     assert result.returncode == 0, result.stderr
 
     assert host.leftovers(layout.state, before) == []
+    assert host.loops_under(layout.state) == []
+    assert fuse_mounts() == []
+    assert not any(path.exists() for path in sockets)
     assert processes.processes_mentioning(state) == []
     assert versitygw_processes() == []
     assert host.mounts_under(layout.state) == []
@@ -68,3 +84,52 @@ def versitygw_processes() -> list[int]:
             if entry.name.isdigit() and (entry / "comm").read_text().strip() == "versitygw":
                 found.append(int(entry.name))
     return found
+
+
+def chaos_volume_in_use(name: str, mode: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A claim of the chaos class and a pod that keeps it staged and published."""
+    claim = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": f"chaos-{name}", "namespace": "default"},
+        "spec": {
+            "accessModes": ["ReadWriteOnce"],
+            "storageClassName": chaos.STORAGE_CLASS,
+            "volumeMode": mode,
+            "resources": {"requests": {"storage": "16Mi"}},
+        },
+    }
+    attach = (
+        {"volumeDevices": [{"name": "data", "devicePath": "/dev/xvda"}]}
+        if mode == "Block"
+        else {"volumeMounts": [{"name": "data", "mountPath": "/data"}]}
+    )
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": f"chaos-{name}", "namespace": "default"},
+        "spec": {
+            "nodeSelector": {"volprobe.io/node-type": "real"},
+            "containers": [
+                {
+                    "name": "main",
+                    "image": "localhost/volprobe-base:bookworm-1",
+                    "imagePullPolicy": "Never",
+                    "command": ["sleep", "600"],
+                    **attach,
+                }
+            ],
+            "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": f"chaos-{name}"}}],
+        },
+    }
+    return claim, pod
+
+
+def fuse_mounts() -> list[str]:
+    """Mount points of the chaos driver's FUSE filesystems, anywhere on the host."""
+    lines = Path("/proc/self/mountinfo").read_text().splitlines()
+    return [line.split()[4] for line in lines if " - fuse.chaoscsi " in line]
+
+
+def registration_socket(cluster: Cluster) -> Path:
+    return cluster.layout.kubelet_root / "plugins_registry" / f"{chaos.DRIVER}-reg.sock"
