@@ -7,14 +7,18 @@ started=$SECONDS
 export KUBECONFIG=$PWD/.cluster/kubeconfig
 export PATH=$PWD/.cluster/bin:$PATH
 localcluster() { PYTHONPATH=hack .venv/bin/python -m localcluster "$@"; }
+release() { .venv/bin/python hack/release.py "$@"; }
+version=$(release version)
+registry=$(PYTHONPATH=hack .venv/bin/python -c 'from localcluster import registry; print(registry.ADDRESS)')
 
 echo "== local cluster"
 localcluster up --kwok-nodes "${KWOK_NODES:-3}"
-echo "== volprobe image (Containerfile, built with buildah, imported into containerd)"
-localcluster image
-echo "== helm install volprobe (probe for StorageClass standard) + a probe for StorageClass broken"
-helm upgrade --install volprobe charts/volprobe --namespace volprobe --create-namespace \
-  --values hack/demo/values.yaml --wait --timeout 180s >/dev/null
+echo "== volprobe's image and chart, built here and pushed to the cluster's registry ($registry)"
+release image push chart
+echo "== helm install volprobe from oci://$registry/charts/volprobe (probe for StorageClass standard)"
+echo "   + a probe for StorageClass broken"
+helm upgrade --install volprobe "oci://$registry/charts/volprobe" --version "$version" --plain-http \
+  --namespace volprobe --create-namespace --values hack/demo/values.yaml --wait --timeout 180s >/dev/null
 kubectl apply -f hack/demo/probes.yaml >/dev/null
 echo "   + an ObjectStoreProbe for the cluster's S3 server (versitygw, bucket volprobe)"
 read -r s3_key_id s3_secret < <(PYTHONPATH=hack .venv/bin/python -c \
@@ -22,6 +26,9 @@ read -r s3_key_id s3_secret < <(PYTHONPATH=hack .venv/bin/python -c \
 kubectl -n volprobe create secret generic local-s3-keys --from-literal=AWS_ACCESS_KEY_ID="$s3_key_id" \
   --from-literal=AWS_SECRET_ACCESS_KEY="$s3_secret" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
 kubectl apply -f hack/demo/objectstore.yaml >/dev/null
+echo "== the node pulled the image (kubelet events of the controller pod)"
+kubectl -n volprobe get events --field-selector reason=Pulled -o custom-columns=MESSAGE:.message --no-headers \
+  | grep "$registry/volprobe:$version" | tail -2 || echo "   (none: the controller pod was already running)"
 
 status() {
   kubectl get storageprobe "$1" -o \
@@ -45,7 +52,8 @@ kubectl describe storageprobe broken | sed -n '/^Status:/,$p' | grep -E "Reason|
 echo
 echo "== a one-shot check of StorageClass standard (volprobe check)"
 # --node-grace 0: the demo cluster's node is seconds old and would be skipped as too_new.
-.venv/bin/volprobe check standard --mount-runs 2 --node-grace 0
+# --probe-image: the image just pushed (the default is the published one, ghcr.io/volprobe).
+.venv/bin/volprobe check standard --mount-runs 2 --node-grace 0 --probe-image "$registry/volprobe:$version"
 echo
 echo "== a one-shot check of the ObjectStoreProbe (volprobe check-objectstore)"
 .venv/bin/volprobe check-objectstore local-s3 --namespace volprobe

@@ -243,10 +243,10 @@ def wheel(project: Project, dist: Path) -> Path:
     return path if path.exists() else next(p for p in build_python(project, dist) if p.suffix == ".whl")
 
 
-def build_image(layout: Layout, project: Project, registry_prefix: str, dist: Path) -> Path:
+def build_image(layout: Layout, project: Project, registry_prefix: str, dist: Path, commit: str) -> Path:
     """The image as an OCI archive under dist/image (built by buildah on the local base image)."""
     ref = image_ref(registry_prefix, project.version)
-    cached = images.release_image(layout, ref, REPO, labels(project, revision()))
+    cached = images.release_image(layout, ref, REPO, labels(project, commit))
     out = dist / "image" / f"{IMAGE_NAME}-{project.version}.oci.tar"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.unlink(missing_ok=True)
@@ -583,7 +583,7 @@ def main(argv: list[str] | None = None) -> int:
     actions: dict[str, Callable[[], str]] = {
         "check": lambda: f"version {project.version} everywhere",
         "python": lambda: ", ".join(str(p) for p in build_python(project, dist)),
-        "image": lambda: f"{build_image(layout, project, args.registry, dist)} ({ref})",
+        "image": lambda: f"{build_image(layout, project, args.registry, dist, revision())} ({ref})",
         "push": lambda: f"{ref}@{push_image(image_archive(project, dist), ref)}",
         "chart": chart,
         "krew": lambda: ", ".join(str(p) for p in build_krew(project, dist)),

@@ -1,4 +1,9 @@
-"""Fixtures for end-to-end tests: volprobe installed with Helm on the local cluster."""
+"""Fixtures for end-to-end tests: volprobe installed with Helm on the local cluster.
+
+The way a user gets it: the image is built and pushed to a registry (the cluster's own, on
+loopback), the chart is packaged and pushed there as an OCI artifact, and `helm install
+oci://…` installs it with the chart's default pull policy, so the node pulls the image.
+"""
 
 from __future__ import annotations
 
@@ -10,19 +15,27 @@ from pathlib import Path
 
 import pytest
 
-from localcluster import cluster as localcluster
-from localcluster import images
+import release
+from localcluster import components, registry
 from localcluster.config import read_versions
 from tests.conftest import REPO, Cluster
 from tests.support.kubectl import eventually
 from tests.support.prometheus import Prometheus
-from volprobe.model.manifests import DEFAULT_AGENT_IMAGE
 
 CHART = REPO / "charts" / "volprobe"
 RELEASE_NAMESPACE = "volprobe-e2e"
 BROKEN_INTERVAL = 20
 """The interval of `e2e-broken`, whose time to page test_prometheus.py measures (issue 14's 20 s)."""
 E2E_LABEL = "volprobe.io/e2e"
+PROJECT = release.Project.read()
+REVISION = release.revision()
+"""The commit checked out when the session started: the image's revision label."""
+REGISTRY = f"{registry.ADDRESS}/e2e"
+"""A path of the e2e tier's own in the local registry: nothing else (the demo) uses its image."""
+IMAGE = release.image_ref(REGISTRY, PROJECT.version)
+"""The image as the node pulls it: `127.0.0.1:5001/e2e/volprobe:<version>`."""
+CHART_REF = release.chart_ref(REGISTRY)
+"""The chart as users install it: `helm install volprobe oci://127.0.0.1:5001/e2e/charts/volprobe`."""
 
 
 @dataclass(frozen=True)
@@ -51,44 +64,62 @@ def helm(cluster: Cluster) -> Helm:
 
 
 @pytest.fixture(scope="session")
-def image(cluster: Cluster) -> str:
-    """The release image, built from the Containerfile and imported into the node."""
-    localcluster.import_image(cluster.layout, images.release_image(cluster.layout, DEFAULT_AGENT_IMAGE, REPO))
-    return DEFAULT_AGENT_IMAGE
+def image(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The release image, built from the Containerfile and pushed to the cluster's registry."""
+    dist = tmp_path_factory.mktemp("dist")
+    release.push_image(release.build_image(cluster.layout, PROJECT, REGISTRY, dist, REVISION), IMAGE)
+    return IMAGE
+
+
+def forget_on_node(cluster: Cluster, image: str) -> None:
+    """Remove the image from the node's containerd, so the next pod that needs it pulls it.
+
+    Running containers keep their snapshots; an image that is not there is fine (ctr exits 1).
+    """
+    socket = components.containerd_socket(cluster.layout)
+    subprocess.run(
+        ["ctr", f"--address={socket}", "-n", "k8s.io", "images", "rm", image],
+        capture_output=True,
+        check=False,
+    )
+
+
+@pytest.fixture(scope="session")
+def chart(helm: Helm, image: str, tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+    """The chart packaged for the local registry and pushed there: `helm install` arguments."""
+    dist = tmp_path_factory.mktemp("dist")
+    package = release.package_chart(helm.binary, PROJECT, REGISTRY, dist)
+    release.push_chart(helm.binary, package, REGISTRY)
+    return [CHART_REF, "--version", PROJECT.version, "--plain-http"]
 
 
 @pytest.fixture(scope="package")
-def installed(cluster: Cluster, helm: Helm, image: str) -> Iterator[str]:
-    """volprobe installed from the chart, probing `standard` (chart value) and `broken` (kubectl).
+def installed(cluster: Cluster, helm: Helm, image: str, chart: list[str]) -> Iterator[str]:
+    """volprobe installed from the chart in the registry, probing `standard` (chart value) and
+    `broken` (kubectl), with the chart's own image and pull policy. The node has no copy of the
+    image before, so its controller pod's kubelet pulls it (test_release.py checks that).
 
     Its probeSelector keeps it to this release's probes: the uninstall test installs a second
     release in the same cluster, as operators sharing a cluster would.
     """
-    values = {
-        "image": {"pullPolicy": "Never"},
-        "probeImage": {"pullPolicy": "Never"},
-        "defaultProbe": {
-            "enabled": True,
-            "name": "e2e-standard",
-            "storageClassName": "standard",
-            "labels": {E2E_LABEL: "main"},
-            "spec": {"intervalSeconds": 10, "nodeGracePeriodSeconds": 0},
-        },
+    default_probe = {
+        "enabled": True,
+        "name": "e2e-standard",
+        "storageClassName": "standard",
+        "labels": {E2E_LABEL: "main"},
+        "spec": {"intervalSeconds": 10, "nodeGracePeriodSeconds": 0},
     }
+    forget_on_node(cluster, image)
     helm.run(
         "upgrade",
         "--install",
         "volprobe",
-        str(CHART),
+        *chart,
         "--namespace",
         RELEASE_NAMESPACE,
         "--create-namespace",
         "--set-json",
-        f"image={json.dumps(values['image'])}",
-        "--set-json",
-        f"probeImage={json.dumps(values['probeImage'])}",
-        "--set-json",
-        f"defaultProbe={json.dumps(values['defaultProbe'])}",
+        f"defaultProbe={json.dumps(default_probe)}",
         "--set",
         f"probeSelector={E2E_LABEL}=main",
         "--wait",

@@ -175,7 +175,7 @@ def test_installed_chart_probes_standard_and_broken(
     assert samples.sum("volprobe_leader") == 1
 
 
-def test_uninstall_leaves_no_probe_pods_or_claims(cluster: Cluster, helm: Helm, image: str) -> None:
+def test_uninstall_leaves_no_probe_pods_or_claims(cluster: Cluster, helm: Helm, chart: list[str]) -> None:
     namespace, selector = "volprobe-uninstall", "volprobe.io/e2e=uninstall"
     probe = {
         "enabled": True,
@@ -187,14 +187,10 @@ def test_uninstall_leaves_no_probe_pods_or_claims(cluster: Cluster, helm: Helm, 
     helm.run(
         "install",
         "volprobe-u",
-        str(CHART),
+        *chart,
         "--namespace",
         namespace,
         "--create-namespace",
-        "--set",
-        "image.pullPolicy=Never",
-        "--set",
-        "probeImage.pullPolicy=Never",
         "--set",
         f"probeSelector={selector}",
         "--set-json",

@@ -11,6 +11,7 @@ import time
 import pytest
 
 from tests.conftest import Cluster
+from tests.e2e.conftest import IMAGE
 from tests.support.controller import VOLPROBE
 from tests.support.kubectl import eventually
 from volprobe import __version__
@@ -20,7 +21,7 @@ pytestmark = pytest.mark.e2e
 
 def check(cluster: Cluster, *args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [str(VOLPROBE), "check", f"--kubeconfig={cluster.kubeconfig}", *args],
+        [str(VOLPROBE), "check", f"--kubeconfig={cluster.kubeconfig}", f"--probe-image={IMAGE}", *args],
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -98,7 +99,14 @@ def test_check_of_a_missing_class_is_a_usage_error(cluster: Cluster, image: str)
 def test_ctrl_c_mid_run_leaves_nothing_behind(cluster: Cluster, image: str) -> None:
     # `broken` keeps the runs in flight for the whole timeout: interrupt them there.
     process = subprocess.Popen(
-        [str(VOLPROBE), "check", f"--kubeconfig={cluster.kubeconfig}", "broken", "--timeout=120"],
+        [
+            str(VOLPROBE),
+            "check",
+            f"--kubeconfig={cluster.kubeconfig}",
+            f"--probe-image={IMAGE}",
+            "broken",
+            "--timeout=120",
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -10,8 +10,10 @@ from typing import Any
 
 import pytest
 
-from localcluster import chaos, host, processes
+import release
+from localcluster import chaos, host, images, processes, registry
 from localcluster.cluster import OWNER_FILE
+from localcluster.config import Layout, read_versions
 from tests.conftest import REPO, Cluster
 from tests.support.chaos import ChaosDriver
 
@@ -40,6 +42,10 @@ def test_cluster_down_leaves_nothing_behind(cluster: Cluster) -> None:
     assert host.mounts_under(layout.state), "a running pod should have mounts under the state directory"
     # The local S3 server: a pod on the real node, its data a hostPath under the state directory.
     assert versitygw_processes(), "the local S3 server should be running"
+    # The local registry: a daemon on loopback with an image in its data under the state directory.
+    push_to_registry(layout)
+    assert registry.serving()
+    assert registry_processes(state), "the local registry should be running"
     # The chaos CSI driver's volumes in use: loop devices, ext4 and FUSE mounts, bind mounts.
     for mode in ("Filesystem", "Block"):
         cluster.kubectl.apply(*chaos_volume_in_use(mode.lower(), mode))
@@ -69,21 +75,14 @@ def test_cluster_down_leaves_nothing_behind(cluster: Cluster) -> None:
     assert not any(path.exists() for path in sockets)
     assert processes.processes_mentioning(state) == []
     assert versitygw_processes() == []
+    assert registry_processes(state) == []
+    assert not registry.serving()
+    assert not registry.state_dir(layout).exists()
     assert host.mounts_under(layout.state) == []
     assert not OWNER_FILE.exists()
     assert sorted(p.name for p in layout.state.iterdir()) == ["logs"]
     for name, value in before.sysctls.items():
         assert host.read_sysctl(name) == value, name
-
-
-def versitygw_processes() -> list[int]:
-    """The local S3 server's processes: they run in containers, so no host path is in their argv."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        with contextlib.suppress(OSError):
-            if entry.name.isdigit() and (entry / "comm").read_text().strip() == "versitygw":
-                found.append(int(entry.name))
-    return found
 
 
 def chaos_volume_in_use(name: str, mode: str) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -133,3 +132,29 @@ def fuse_mounts() -> list[str]:
 
 def registration_socket(cluster: Cluster) -> Path:
     return cluster.layout.kubelet_root / "plugins_registry" / f"{chaos.DRIVER}-reg.sock"
+
+
+def push_to_registry(layout: Layout) -> None:
+    """Put an image into the registry (its data), as the e2e tier and the demo do."""
+    archive = images.helper_image(layout, read_versions()["HELPER_IMAGE"])
+    release.push_image(archive, f"{registry.ADDRESS}/teardown/helper:1")
+    assert any(registry.data_dir(layout).rglob("data")), "the pushed blobs should be on disk"
+
+
+def registry_processes(state: str) -> list[int]:
+    """The cluster's registry: Debian's docker-registry serving the configuration under `state`."""
+    return [
+        pid
+        for pid in processes.processes_mentioning(state)
+        if Path(f"/proc/{pid}/exe").resolve() == registry.BINARY
+    ]
+
+
+def versitygw_processes() -> list[int]:
+    """The local S3 server's processes: they run in containers, so no host path is in their argv."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        with contextlib.suppress(OSError):
+            if entry.name.isdigit() and (entry / "comm").read_text().strip() == "versitygw":
+                found.append(int(entry.name))
+    return found
