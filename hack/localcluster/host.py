@@ -203,10 +203,11 @@ def _kubepods_cgroups() -> list[Path]:
 def remove_cgroups() -> None:
     """cgroup v1: the kubelet made /kubepods in every hierarchy; remove the empty tree bottom-up."""
     for top in _kubepods_cgroups():
-        children = sorted((p for p in top.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True)
-        for directory in [*children, top]:
+        # Bottom-up; os.walk skips directories that vanish while it walks (the kubelet may still
+        # be removing its own), where Path.rglob raises.
+        for directory, _, _ in os.walk(top, topdown=False):
             with contextlib.suppress(OSError):
-                directory.rmdir()  # cgroupfs allows rmdir while the control files are "inside"
+                os.rmdir(directory)  # cgroupfs allows rmdir while the control files are "inside"
 
 
 def remove_container_log_links(state: Path) -> None:

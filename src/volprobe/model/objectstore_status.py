@@ -64,15 +64,13 @@ def build(
     document: dict[str, Any] = {
         "observedGeneration": spec.generation,
         "conditions": [
-            # One rule for condition transitions and one shape of "latest run" for both kinds of
-            # probe resources: StorageProbe's own helpers (private there only for want of a second user).
-            status._condition(
+            status.condition(
                 kind, verdict, generation=spec.generation, previous=previous_conditions.get(kind), now=now
             )
             for kind, verdict in (("Ready", ready), ("Degraded", degraded))
         ],
     }
-    last = status._last(outcome, last_success)
+    last = status.last_run(outcome, last_success)
     if last is not None:
         document["lastRun"] = last
     if run is not None:

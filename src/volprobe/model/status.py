@@ -108,7 +108,8 @@ def node_counts(state: ProbeState) -> dict[str, int]:
     }
 
 
-def _last(outcome: Outcome | None, last_success: float | None) -> dict[str, Any] | None:
+def last_run(outcome: Outcome | None, last_success: float | None) -> dict[str, Any] | None:
+    """The status entry of a latest run (shared by every probe resource's status)."""
     if outcome is None:
         return None
     last: dict[str, Any] = {
@@ -129,7 +130,7 @@ def _last(outcome: Outcome | None, last_success: float | None) -> dict[str, Any]
     return last
 
 
-def _condition(
+def condition(
     kind: str,
     verdict: tuple[bool, str, str],
     *,
@@ -137,6 +138,8 @@ def _condition(
     previous: Mapping[str, Any] | None,
     now: float,
 ) -> dict[str, Any]:
+    """A condition of any probe resource: `lastTransitionTime` moves only when it flips, as the
+    API conventions ask (so the previous one is an input)."""
     status, reason, message = verdict
     value = "True" if status else "False"
     since = rfc3339(now)
@@ -237,14 +240,14 @@ def build(state: ProbeState, previous: Mapping[str, Any] | None, now: float) -> 
     status: dict[str, Any] = {
         "observedGeneration": state.generation,
         "conditions": [
-            _condition(
+            condition(
                 "Ready",
                 ready,
                 generation=state.generation,
                 previous=previous_conditions.get("Ready"),
                 now=now,
             ),
-            _condition(
+            condition(
                 "Degraded",
                 degraded,
                 generation=state.generation,
@@ -263,7 +266,7 @@ def build(state: ProbeState, previous: Mapping[str, Any] | None, now: float) -> 
         ],
     }
     for kind in state.kinds:
-        last = _last(_latest(kind, state.selected_nodes), kind.last_success)
+        last = last_run(_latest(kind, state.selected_nodes), kind.last_success)
         if last:
             status[kind.name] = last
     if state.stalled:
@@ -278,9 +281,9 @@ def build(state: ProbeState, previous: Mapping[str, Any] | None, now: float) -> 
         ]
     if state.queued:
         status["queuedRuns"] = state.queued
-        for condition in status["conditions"]:
-            note = f"; {state.queued} runs queued behind volume creation (rollout in progress)"
-            condition["message"] = (condition["message"] + note)[:1000]
+        note = f"; {state.queued} runs queued behind volume creation (rollout in progress)"
+        for entry in status["conditions"]:
+            entry["message"] = (entry["message"] + note)[:1000]
     if state.baselines:
         status["baselines"] = dict(state.baselines)
     return status
