@@ -104,12 +104,16 @@ def plain_http(reference: str) -> bool:
 
 
 def labels(project: Project, commit: str) -> dict[str, str]:
-    """The Containerfile's label ARGs: org.opencontainers.image.{version,revision,source,licenses}."""
+    """The image's OCI labels that vary by release (the Containerfile declares each as an ARG of
+    the same name in upper case, for builds by hand)."""
     return {
-        "VERSION": project.version,
-        "REVISION": commit,
-        "SOURCE": project.source,
-        "LICENSES": project.licenses,
+        f"org.opencontainers.image.{key}": value
+        for key, value in (
+            ("version", project.version),
+            ("revision", commit),
+            ("source", project.source),
+            ("licenses", project.licenses),
+        )
     }
 
 

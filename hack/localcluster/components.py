@@ -228,7 +228,8 @@ def kubelet(layout: Layout, bins: Binaries, host_ip: str) -> list[str]:
         "healthzPort": 10248,
         "readOnlyPort": 0,
         "serializeImagePulls": False,
-        # Images are imported, never pulled: garbage-collecting them would break every pod.
+        # The cluster's own images are imported, not pulled: garbage-collecting them would break
+        # every pod (only volprobe's comes from the local registry, and could be pulled again).
         "imageGCHighThresholdPercent": 100,
         "imageGCLowThresholdPercent": 99,
         # The VM's disk is shared with builds and caches; evict only when it is truly full.

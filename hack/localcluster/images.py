@@ -274,16 +274,18 @@ RELEASE_INPUTS = ("Containerfile", "pyproject.toml", "README.md")
 CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 
 
-def release_image(layout: Layout, ref: str, repo: Path, build_args: Mapping[str, str] | None = None) -> Path:
+def release_image(layout: Layout, ref: str, repo: Path, labels: Mapping[str, str] | None = None) -> Path:
     """volprobe's own image, built from the Containerfile with buildah on the cluster's base image.
 
     No Docker engine or registry: the base archive is loaded into buildah's storage, the
     Containerfile is built there (its pip install reaches PyPI; the host's CA bundle is mounted
     for the build so a TLS-inspecting proxy is trusted, nothing of it stays in the image), and
-    the result is written as an OCI archive for containerd. `build_args` are the Containerfile's
-    other ARGs (the release's labels: version, revision, source), part of the cache key.
+    the result is written as an OCI archive for containerd. `labels` (a release's version,
+    revision …) are part of the cache key and given to buildah with --label, which it applies
+    when it commits the image: buildah 1.28 with --layers reuses a cached LABEL step of the
+    Containerfile whatever its build args are (the step's text is its cache key).
     """
-    args = dict(sorted((build_args or {}).items()))
+    extra = dict(sorted((labels or {}).items()))
     sources = [repo / name for name in RELEASE_INPUTS]
     sources += sorted(p for p in (repo / "src").rglob("*") if p.is_file() and "__pycache__" not in p.parts)
     digest = hashlib.sha256()
@@ -312,7 +314,7 @@ def release_image(layout: Layout, ref: str, repo: Path, build_args: Mapping[str,
                 "--pull-never",
                 "--build-arg",
                 f"BASE_IMAGE={base_ref}",
-                *(f"--build-arg={name}={value}" for name, value in args.items()),
+                *(f"--label={name}={value}" for name, value in extra.items()),
                 "-f",
                 "Containerfile",
                 "-t",
@@ -325,7 +327,7 @@ def release_image(layout: Layout, ref: str, repo: Path, build_args: Mapping[str,
         )
         subprocess.run(["buildah", "push", "-q", ref, f"oci-archive:{archive}:{ref}"], check=True)
 
-    key = _recipe_key(ref, base.name, digest.hexdigest(), *(f"{n}={v}" for n, v in args.items()))
+    key = _recipe_key(ref, base.name, digest.hexdigest(), *(f"{n}={v}" for n, v in extra.items()))
     return _cached(layout, "volprobe", key, build)
 
 
