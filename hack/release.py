@@ -575,6 +575,14 @@ def main(argv: list[str] | None = None) -> int:
         print("release: the version disagrees:\n  " + "\n  ".join(problems), file=sys.stderr)
         return 1
     steps = STEPS if "all" in args.steps else tuple(s for s in STEPS if s in args.steps)
+    local = args.registry.split("/", 1)[0] == registry.ADDRESS
+    if local and {"push", "chart"} & set(steps) and not registry.serving():
+        print(
+            f"release: nothing serves {registry.URL}, the local cluster's registry: run `make cluster`, "
+            "or give REGISTRY=…",
+            file=sys.stderr,
+        )
+        return 1
     layout = Layout.default()
     dist: Path = args.dist
     ref = image_ref(args.registry, project.version)
