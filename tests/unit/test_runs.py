@@ -24,8 +24,8 @@ from tests.unit.factories import (
 )
 from volprobe.contract.reasons import Phase, Reason, Result, SkipReason
 from volprobe.contract.report import MAX_REPORT_BYTES, OpStats, Report, encode
-from volprobe.model.outcome import Outcome
-from volprobe.model.runs import RunTracker, Verdict, classify_stuck
+from volprobe.model.outcome import Outcome, Verdict
+from volprobe.model.runs import RunTracker, classify_stuck
 from volprobe.model.spec import Timeouts
 from volprobe.model.targets import Target
 from volprobe.model.views import ClaimView, EventView, PodView, VolumeView

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from volprobe.contract.reasons import INTEGRITY_REASONS, Phase, Reason, Result
-from volprobe.model.outcome import Outcome
+from volprobe.model.outcome import Outcome, Verdict
 from volprobe.model.targets import Target
 
 READ_OPERATIONS: tuple[Phase, ...] = (Phase.CANARY, Phase.LIST_PREFIX)
@@ -126,14 +126,6 @@ def failed(operation: Phase, reason: Reason, message: str, seconds: float) -> Op
 
 def not_run(operation: Phase, why: str = "") -> OperationResult:
     return OperationResult(operation, None, message=why)
-
-
-@dataclass(frozen=True)
-class Verdict:
-    result: Result
-    phase: Phase | None = None
-    reason: Reason | None = None
-    message: str = ""
 
 
 def judge(results: Iterable[OperationResult]) -> Verdict:

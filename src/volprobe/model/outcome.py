@@ -15,6 +15,21 @@ from volprobe.model.targets import Target
 
 
 @dataclass(frozen=True)
+class Verdict:
+    """How a run ended, before it is an `Outcome` (a pod run's clean-up can still change it)."""
+
+    result: Result
+    phase: Phase | None = None
+    reason: Reason | None = None
+    message: str = ""
+    skip: SkipReason | None = None
+
+    @property
+    def passed(self) -> bool:
+        return self.result is Result.SUCCESS
+
+
+@dataclass(frozen=True)
 class Outcome:
     """What one run found; everything metrics, status and Events need."""
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from volprobe.contract.reasons import Phase, Reason, Result, SkipReason
 from volprobe.contract.report import Report, ReportError, decode_report
-from volprobe.model.outcome import Outcome
+from volprobe.model.outcome import Outcome, Verdict
 from volprobe.model.probe import Probe
 from volprobe.model.spec import Timeouts
 from volprobe.model.targets import Target
@@ -64,19 +64,6 @@ class Milestones:
         if self.cleaned is not None and self.delete_requested is not None:
             found[Phase.CLEANUP] = self.cleaned - self.delete_requested
         return {phase: max(0.0, seconds) for phase, seconds in found.items()}
-
-
-@dataclass(frozen=True)
-class Verdict:
-    result: Result
-    phase: Phase | None = None
-    reason: Reason | None = None
-    message: str = ""
-    skip: SkipReason | None = None
-
-    @property
-    def passed(self) -> bool:
-        return self.result is Result.SUCCESS
 
 
 @dataclass(frozen=True)
