@@ -564,7 +564,14 @@ def test_added_latency_passes_and_shows_in_the_histogram(
     driver: ChaosDriver,
     namespace: str,
 ) -> None:
-    probe = make_probe("lat", STORAGE_CLASS, provision={"enabled": False})
+    # A small payload: every read and write syscall now takes 50 ms or more (and may be more
+    # than one FUSE request), and a run longer than the interval would skip the next slot.
+    probe = make_probe(
+        "lat",
+        STORAGE_CLASS,
+        provision={"enabled": False},
+        io={"payloadBytes": 1 << 20, "blockBytes": 256 * 1024},
+    )
     controller = start_controller()
     first_success(controller, probe, "mount")
     # One controller per test: its latency histogram holds this probe's IO only.
@@ -596,7 +603,7 @@ def test_added_latency_passes_and_shows_in_the_histogram(
         eventually(
             "two slow but successful runs",
             lambda: runs(controller, probe, "mount", "success") >= successes + 2,
-            4 * INTERVAL,
+            6 * INTERVAL,
         )
         after = histogram()
         assert driver.hits(fault) >= 1
