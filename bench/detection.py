@@ -303,6 +303,10 @@ def main() -> int:
                     json.dumps({"spec": {"intervalSeconds": interval}}),
                 )
             time.sleep(max(INTERVALS))
+            for interval in INTERVALS:  # switching the interval must not leave a probe degraded
+                eventually(
+                    f"{probe_name(interval)} healthy", partial(bench.healthy, probe_name(interval)), 300
+                )
             print(
                 f"baselines learned in {time.monotonic() - started:.0f}s; {args.trials} trials per fault",
                 flush=True,
