@@ -56,9 +56,12 @@ class ObjectStore:
         return S3Client(self.endpoint, server.REGION, credentials or self.credentials)
 
     def wait_ready(self, timeout: float = 60) -> None:
-        self.cluster.kubectl.run(
-            "rollout", "status", "deployment/versitygw", "-n", server.NAMESPACE, f"--timeout={int(timeout)}s"
-        )
+        """The server pod is Ready and answers a listing; otherwise fail with what the pod shows.
+
+        Not `kubectl rollout status`: that reports how the Deployment's last rollout went (a
+        ProgressDeadlineExceeded sticks until the next rollout), not whether the server is up now.
+        """
+        kubectl = self.cluster.kubectl
 
         async def answers() -> bool:
             async with self.client() as client:
@@ -68,7 +71,15 @@ class ObjectStore:
                     return False
                 return True
 
-        eventually("the S3 server to answer", lambda: asyncio.run(answers()), timeout)
+        def available() -> bool:
+            status = kubectl.json("get", "deployment/versitygw", "-n", server.NAMESPACE)["status"]
+            return bool(status.get("availableReplicas")) and asyncio.run(answers())
+
+        try:
+            eventually("the S3 server to be Ready and answer", available, timeout)
+        except AssertionError as error:
+            pods = kubectl.run("describe", "pods", "-n", server.NAMESPACE, check=False)
+            raise AssertionError(f"{error}\n{pods}") from None
 
     # -- buckets ------------------------------------------------------------------------------------
 
