@@ -2,6 +2,7 @@
 # `make test`: lint, then every test tier in one pytest session against the real local cluster.
 # The cluster is started if it is not running and, if this script started it, stopped at the end,
 # pass or fail, so no daemon outlives the run (CI waits on its output otherwise).
+# The 30 slowest tests are listed at the end: the CI budget (90 min) is spent there.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 LOCALCLUSTER=(env PYTHONPATH=hack .venv/bin/python -m localcluster)
@@ -22,4 +23,4 @@ echo "== local cluster"
 "${LOCALCLUSTER[@]}" up --kwok-nodes "${KWOK_NODES:-3}" || exit 1
 
 echo "== tests: unit, agent, cluster, integration, e2e, teardown"
-.venv/bin/pytest tests "$@"
+.venv/bin/pytest tests --durations=30 "$@"
