@@ -89,8 +89,9 @@ def readiness(
         return Readiness()
     if placement is Placement.PER_NODE:
         return Readiness(skip=node_skip(target.node))
-    verdicts = {name: node_skip(name) for name in selected}
-    avoid = tuple(sorted(name for name, reason in verdicts.items() if reason is not None))
+    # Sorted so that a tie between skip reasons is broken the same way on every tick.
+    verdicts = {name: node_skip(name) for name in sorted(selected)}
+    avoid = tuple(name for name, reason in verdicts.items() if reason is not None)
     if not verdicts or len(avoid) < len(verdicts):
         return Readiness(avoid_nodes=avoid)
     common = Counter(reason for reason in verdicts.values() if reason is not None).most_common(1)[0][0]

@@ -454,7 +454,7 @@ class Planner:
         ready = readiness(
             self.kinds[target.kind].placement,
             target,
-            selected=sorted(record.selected),
+            selected=record.selected,
             node_skip=lambda node: self._node_skip(record, node, world),
         )
         return ready.skip, ready.avoid_nodes
