@@ -643,9 +643,15 @@ class Planner:
 
     def _demoted(self, record: ProbeRecord, outcome: Outcome, world: World) -> Outcome:
         """A failure while the run's node (or, before it had one, every usable node) went unwell
-        is a skip: see `demote_if_node_unwell`."""
+        is a skip: see `demote_if_node_unwell`. So is one whose node turned Ready again after
+        the run began: it was not Ready during the run, although it is by the time of the verdict
+        (a node that flaps, as kwok nodes do on an overloaded machine, would count otherwise)."""
         if outcome.node:
-            return demote_if_node_unwell(outcome, self._node_skip(record, outcome.node, world))
+            reason = self._node_skip(record, outcome.node, world)
+            node = world.nodes.get(outcome.node)
+            if reason is None and node is not None and (node.ready_since or 0) > outcome.started:
+                reason = SkipReason.NOT_READY
+            return demote_if_node_unwell(outcome, reason)
         return demote_if_node_unwell(outcome, self._readiness(record, outcome.target, world)[0])
 
     def _complete(
