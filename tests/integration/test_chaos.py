@@ -71,6 +71,7 @@ def failures(controller: ControllerProcess, probe: str, kind: str, phase: str, r
 
 
 def expect_failure(
+    cluster: Cluster,
     controller: ControllerProcess,
     probe: str,
     *,
@@ -80,9 +81,10 @@ def expect_failure(
     result: str,
     deadline: float,
     before: float = 0,
-) -> None:
-    """The failure is counted, and the run that failed took at most `before` (the phases ahead of
-    the failing one) + the failing phase's `deadline` + 10 s, clean-up included.
+) -> dict[str, Any]:
+    """The failure is counted, the run that failed took at most `before` (the phases ahead of
+    the failing one) + the failing phase's `deadline` + 10 s, clean-up included, and the
+    StorageProbe's status names it (returned, for the driver's message).
 
     From the injection on, the next run may first have to start: one interval more.
     """
@@ -99,6 +101,7 @@ def expect_failure(
     assert scrape.sum(RUNS, probe=probe, kind=kind, result=result) >= 1, "the run ended with another result"
     assert scrape.sum("volprobe_probe_success", probe=probe, kind=kind) == 0
     assert 0 < took <= before + deadline + SLACK, f"the failing run took {took:.1f}s"
+    return expect_status(cluster, probe, kind, phase, reason)
 
 
 def expect_status(cluster: Cluster, probe: str, kind: str, phase: str, reason: str) -> dict[str, Any]:
@@ -181,7 +184,8 @@ def test_create_volume_error_is_provisioning_failed_with_the_drivers_message(
         ["CreateVolume"], "error", namespace=namespace, code="ResourceExhausted", message=message
     ) as fault:
         controller = start_controller()
-        expect_failure(
+        last = expect_failure(
+            cluster,
             controller,
             probe,
             kind="provision",
@@ -190,7 +194,6 @@ def test_create_volume_error_is_provisioning_failed_with_the_drivers_message(
             result="timeout",
             deadline=deadline,
         )
-        last = expect_status(cluster, probe, "provision", "provision", "provisioning_failed")
         assert message in last["message"]
         assert "ResourceExhausted" in last["message"]
         assert driver.hits(fault) >= 1
@@ -212,6 +215,7 @@ def test_hung_create_volume_is_provisioning_timeout(
     with driver.fault(["CreateVolume"], "hang", namespace=namespace) as fault:
         controller = start_controller()
         expect_failure(
+            cluster,
             controller,
             probe,
             kind="provision",
@@ -220,7 +224,6 @@ def test_hung_create_volume_is_provisioning_timeout(
             result="timeout",
             deadline=deadline,
         )
-        expect_status(cluster, probe, "provision", "provision", "provisioning_timeout")
         assert driver.hits(fault) >= 1, "CreateVolume reached the driver and hung there"
     expect_recovery(controller, probe, "provision")
     expect_nothing_left(cluster, driver, namespace, probe)
@@ -244,7 +247,8 @@ def test_hung_controller_publish_is_attach_timeout(
     )
     with driver.fault(["ControllerPublishVolume"], "hang", namespace=namespace) as fault:
         controller = start_controller()
-        expect_failure(
+        last = expect_failure(
+            cluster,
             controller,
             probe,
             kind="mount",
@@ -254,7 +258,6 @@ def test_hung_controller_publish_is_attach_timeout(
             deadline=deadline,
             before=START,
         )
-        last = expect_status(cluster, probe, "mount", "mount", "attach_timeout")
         assert "DeadlineExceeded" in last["message"] or "deadline" in last["message"]
         assert driver.hits(fault) >= 1
     expect_recovery(controller, probe, "mount")
@@ -278,7 +281,8 @@ def test_node_rpc_error_is_mount_failed_with_the_drivers_message(
     message = f"chaos-{test_id}: {operation} refused, device busy"
     with driver.fault([operation], "error", namespace=namespace, code="Internal", message=message) as fault:
         controller = start_controller()
-        expect_failure(
+        last = expect_failure(
+            cluster,
             controller,
             probe,
             kind="mount",
@@ -288,7 +292,6 @@ def test_node_rpc_error_is_mount_failed_with_the_drivers_message(
             deadline=deadline,
             before=START,
         )
-        last = expect_status(cluster, probe, "mount", "mount", "mount_failed")
         assert message in last["message"]
         assert driver.hits(fault) >= 1
     expect_recovery(controller, probe, "mount", within=KUBELET_RETRY + INTERVAL + START)
@@ -309,6 +312,7 @@ def test_hung_node_publish_is_mount_timeout(
     with driver.fault(["NodePublishVolume"], "hang", namespace=namespace) as fault:
         controller = start_controller()
         expect_failure(
+            cluster,
             controller,
             probe,
             kind="mount",
@@ -318,7 +322,6 @@ def test_hung_node_publish_is_mount_timeout(
             deadline=deadline,
             before=START,
         )
-        expect_status(cluster, probe, "mount", "mount", "mount_timeout")
         assert driver.hits(fault) >= 1
     expect_recovery(controller, probe, "mount", within=KUBELET_RETRY + INTERVAL + START)
     expect_nothing_left(cluster, driver, namespace, probe)
@@ -342,7 +345,8 @@ def test_eio_on_a_data_operation_is_io_error_in_that_phase(
     probe = make_probe("eio", STORAGE_CLASS, mount={"enabled": False}, timeouts={"ioSeconds": deadline})
     with driver.fault([op], "errno", namespace=namespace, errno="EIO") as fault:
         controller = start_controller()
-        expect_failure(
+        last = expect_failure(
+            cluster,
             controller,
             probe,
             kind="provision",
@@ -352,7 +356,6 @@ def test_eio_on_a_data_operation_is_io_error_in_that_phase(
             deadline=deadline,
             before=START,
         )
-        last = expect_status(cluster, probe, "provision", op, "io_error")
         assert "EIO" in last["message"]
         assert driver.hits(fault) >= 1
     expect_recovery(controller, probe, "provision")
@@ -371,6 +374,7 @@ def test_flipped_bits_on_read_are_checksum_mismatch(
     with driver.fault(["read"], "flip", namespace=namespace) as fault:
         controller = start_controller()
         expect_failure(
+            cluster,
             controller,
             probe,
             kind="provision",
@@ -380,7 +384,6 @@ def test_flipped_bits_on_read_are_checksum_mismatch(
             deadline=deadline,
             before=START,
         )
-        expect_status(cluster, probe, "provision", "read", "checksum_mismatch")
         assert driver.hits(fault) >= 1
     expect_recovery(controller, probe, "provision")
     expect_nothing_left(cluster, driver, namespace, probe)
@@ -400,7 +403,8 @@ def test_filesystem_turned_read_only_is_read_only(
     controller = start_controller()
     first_success(controller, probe, "mount")
     with driver.fault(["mutate"], "errno", namespace=namespace, errno="EROFS") as fault:
-        expect_failure(
+        last = expect_failure(
+            cluster,
             controller,
             probe,
             kind="mount",
@@ -410,7 +414,6 @@ def test_filesystem_turned_read_only_is_read_only(
             deadline=deadline,
             before=START,
         )
-        last = expect_status(cluster, probe, "mount", "write", "read_only")
         assert "EROFS" in last["message"]
         assert driver.hits(fault) >= 1
     expect_recovery(controller, probe, "mount")
@@ -428,7 +431,8 @@ def test_full_volume_is_no_space(
     probe = make_probe("nsp", STORAGE_CLASS, mount={"enabled": False}, timeouts={"ioSeconds": deadline})
     with driver.fault(["write"], "errno", namespace=namespace, errno="ENOSPC") as fault:
         controller = start_controller()
-        expect_failure(
+        last = expect_failure(
+            cluster,
             controller,
             probe,
             kind="provision",
@@ -438,7 +442,6 @@ def test_full_volume_is_no_space(
             deadline=deadline,
             before=START,
         )
-        last = expect_status(cluster, probe, "provision", "write", "no_space")
         assert "ENOSPC" in last["message"]
         assert driver.hits(fault) >= 1
     expect_recovery(controller, probe, "provision")
@@ -477,6 +480,7 @@ def test_hung_data_path_is_a_timeout_of_the_io_check(
     with driver.fault(["data"], "hang", namespace=namespace, interruptible=interruptible) as fault:
         controller = start_controller()
         expect_failure(
+            cluster,
             controller,
             probe,
             kind="mount",
@@ -486,7 +490,6 @@ def test_hung_data_path_is_a_timeout_of_the_io_check(
             deadline=deadline + cleanup,
             before=START,
         )
-        expect_status(cluster, probe, "mount", phase, "timeout")
         assert driver.hits(fault) >= 1
     expect_recovery(controller, probe, "mount", within=90)
     expect_nothing_left(cluster, driver, namespace, probe)
@@ -514,6 +517,7 @@ def test_replaced_backing_store_is_data_lost(
     eventually("a generation recorded on the node's claim", lambda: generation() >= 1, 30)
     driver.replace_backing(mount_volume(cluster.kubectl, namespace, probe))
     expect_failure(
+        cluster,
         controller,
         probe,
         kind="mount",
@@ -523,7 +527,6 @@ def test_replaced_backing_store_is_data_lost(
         deadline=10,  # the IO deadline; if a run was staged on the old store, the next one finds it
         before=START,
     )
-    expect_status(cluster, probe, "mount", "verify", "data_lost")
     expect_recovery(controller, probe, "mount")
     expect_nothing_left(cluster, driver, namespace, probe)
 
@@ -543,6 +546,7 @@ def test_failed_delete_volume_is_pv_not_deleted(
     with driver.fault(["DeleteVolume"], "error", namespace=namespace, code="Internal") as fault:
         controller = start_controller()
         expect_failure(
+            cluster,
             controller,
             probe,
             kind="provision",
@@ -552,7 +556,6 @@ def test_failed_delete_volume_is_pv_not_deleted(
             deadline=deadline,
             before=2 * START,  # the whole run comes before its clean-up
         )
-        expect_status(cluster, probe, "provision", "cleanup", "pv_not_deleted")
         assert driver.hits(fault) >= 1
     expect_recovery(controller, probe, "provision")
     expect_nothing_left(cluster, driver, namespace, probe)
@@ -654,6 +657,7 @@ def test_block_probe_passes_and_detects_corruption(
         interval=0.2,
     )
     expect_failure(
+        cluster,
         controller,
         probe,
         kind="mount",
@@ -663,6 +667,5 @@ def test_block_probe_passes_and_detects_corruption(
         deadline=10,
         before=START,
     )
-    expect_status(cluster, probe, "mount", "verify", "checksum_mismatch")
     expect_recovery(controller, probe, "mount")
     expect_nothing_left(cluster, driver, namespace, probe)
