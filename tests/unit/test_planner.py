@@ -337,8 +337,17 @@ def test_a_failure_on_a_node_that_went_unwell_meanwhile_is_a_skip() -> None:
     assert found.run == run
 
 
-def test_a_failure_on_a_node_that_was_not_ready_during_the_run_is_a_skip() -> None:
-    # Ready again at the verdict, and for longer than the grace period: it flapped mid-run.
+@pytest.mark.parametrize(
+    ("ready_since", "result"),
+    [
+        # Ready again at the verdict, for longer than the grace period: it flapped mid-run.
+        (NOW + 100, Result.SKIPPED),
+        (NOW + 60, Result.TIMEOUT),
+    ],
+)
+def test_a_failure_on_a_node_that_was_not_ready_during_the_run_is_a_skip(
+    ready_since: float, result: Result
+) -> None:
     plan = planner()
     run = run_until_launched(plan, [spec()], [node("worker-1")])[MOUNT_W1].request.pod_name
     timeout = replace(
@@ -352,28 +361,10 @@ def test_a_failure_on_a_node_that_was_not_ready_during_the_run_is_a_skip() -> No
         ),
         started=NOW + 70,
     )
-    flapped = node("worker-1", ready_since=NOW + 100)
-    (found,) = counted(plan.finished(MOUNT_W1, run, timeout, world(NOW + 400, [spec()], [flapped])))
-    assert (found.result, found.skip) == (Result.SKIPPED, SkipReason.NOT_READY)
-
-
-def test_a_failure_on_a_node_ready_since_before_the_run_is_a_failure() -> None:
-    plan = planner()
-    run = run_until_launched(plan, [spec()], [node("worker-1")])[MOUNT_W1].request.pod_name
-    timeout = replace(
-        outcome(
-            MOUNT_W1,
-            run,
-            Result.TIMEOUT,
-            at=NOW + 400,
-            phase=Phase.PROVISION,
-            reason=Reason.PROVISIONING_TIMEOUT,
-        ),
-        started=NOW + 70,
-    )
-    steady = node("worker-1", ready_since=NOW + 60)
-    (found,) = counted(plan.finished(MOUNT_W1, run, timeout, world(NOW + 400, [spec()], [steady])))
-    assert (found.result, found.reason) == (Result.TIMEOUT, Reason.PROVISIONING_TIMEOUT)
+    verdict = world(NOW + 400, [spec()], [node("worker-1", ready_since=ready_since)])
+    (found,) = counted(plan.finished(MOUNT_W1, run, timeout, verdict))
+    assert found.result is result
+    assert found.skip is (SkipReason.NOT_READY if result is Result.SKIPPED else None)
 
 
 def test_corruption_is_reported_even_while_the_node_goes_unwell() -> None:
