@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
@@ -164,229 +165,268 @@ def first_success(controller: ControllerProcess, probe: str, kind: str, count: i
     eventually(f"{count} {kind} successes", lambda: runs(controller, probe, kind, "success") >= count, 90)
 
 
-# --- provisioning ---------------------------------------------------------------------------------
+# --- faults present from the first run on: one row each ------------------------------------------
 
 
-def test_create_volume_error_is_provisioning_failed_with_the_drivers_message(
-    cluster: Cluster,
-    make_probe: ProbeFactory,
-    start_controller: ControllerFactory,
-    driver: ChaosDriver,
-    namespace: str,
-    test_id: str,
-) -> None:
-    deadline = 10
-    probe = make_probe(
-        "cve", STORAGE_CLASS, mount={"enabled": False}, timeouts={"provisionSeconds": deadline}
-    )
-    message = f"chaos-{test_id}: pool exhausted"
-    with driver.fault(
-        ["CreateVolume"], "error", namespace=namespace, code="ResourceExhausted", message=message
-    ) as fault:
-        controller = start_controller()
-        last = expect_failure(
-            cluster,
-            controller,
-            probe,
+@dataclass(frozen=True)
+class Row:
+    """A fault injected before the controller starts, and what volprobe must say about it.
+
+    Only the probe kind that meets the fault is enabled. `says` are texts the status message
+    must hold (`{id}` is the test's id, which the fault's own message carries too).
+    """
+
+    probe: str
+    kind: str
+    ops: tuple[str, ...]
+    action: str
+    phase: str
+    reason: str
+    result: str
+    timeouts: dict[str, int]
+    deadline: float
+    before: float = 0
+    fault: dict[str, Any] = field(default_factory=dict)
+    says: tuple[str, ...] = ()
+    recovery: float = 60
+
+
+ROWS = [
+    pytest.param(
+        Row(
+            probe="cve",
             kind="provision",
+            ops=("CreateVolume",),
+            action="error",
             phase="provision",
             reason="provisioning_failed",
             result="timeout",
-            deadline=deadline,
-        )
-        assert message in last["message"]
-        assert "ResourceExhausted" in last["message"]
-        assert driver.hits(fault) >= 1
-    expect_recovery(controller, probe, "provision")
-    expect_nothing_left(cluster, driver, namespace, probe)
-
-
-def test_hung_create_volume_is_provisioning_timeout(
-    cluster: Cluster,
-    make_probe: ProbeFactory,
-    start_controller: ControllerFactory,
-    driver: ChaosDriver,
-    namespace: str,
-) -> None:
-    deadline = 10  # shorter than the provisioner's 30 s call timeout: the call is still hanging
-    probe = make_probe(
-        "cvh", STORAGE_CLASS, mount={"enabled": False}, timeouts={"provisionSeconds": deadline}
-    )
-    with driver.fault(["CreateVolume"], "hang", namespace=namespace) as fault:
-        controller = start_controller()
-        expect_failure(
-            cluster,
-            controller,
-            probe,
+            timeouts={"provisionSeconds": 10},
+            deadline=10,
+            fault={"code": "ResourceExhausted", "message": "chaos-{id}: pool exhausted"},
+            says=("chaos-{id}: pool exhausted", "ResourceExhausted"),
+        ),
+        id="CreateVolume-error",
+    ),
+    # Shorter than the provisioner's 30 s call timeout: the call is still hanging.
+    pytest.param(
+        Row(
+            probe="cvh",
             kind="provision",
+            ops=("CreateVolume",),
+            action="hang",
             phase="provision",
             reason="provisioning_timeout",
             result="timeout",
-            deadline=deadline,
-        )
-        assert driver.hits(fault) >= 1, "CreateVolume reached the driver and hung there"
-    expect_recovery(controller, probe, "provision")
-    expect_nothing_left(cluster, driver, namespace, probe)
-
-
-# --- attach and mount -----------------------------------------------------------------------------
-
-
-def test_hung_controller_publish_is_attach_timeout(
-    cluster: Cluster,
-    make_probe: ProbeFactory,
-    start_controller: ControllerFactory,
-    driver: ChaosDriver,
-    namespace: str,
-) -> None:
+            timeouts={"provisionSeconds": 10},
+            deadline=10,
+        ),
+        id="CreateVolume-hang",
+    ),
     # The attacher gives up on the call after 10 s (VolumeAttachment error, FailedAttachVolume),
     # within this deadline; the kubelet would wait minutes.
-    deadline = 20
-    probe = make_probe(
-        "cph", STORAGE_CLASS, provision={"enabled": False}, timeouts={"mountSeconds": deadline}
-    )
-    with driver.fault(["ControllerPublishVolume"], "hang", namespace=namespace) as fault:
-        controller = start_controller()
-        last = expect_failure(
-            cluster,
-            controller,
-            probe,
+    pytest.param(
+        Row(
+            probe="cph",
             kind="mount",
+            ops=("ControllerPublishVolume",),
+            action="hang",
             phase="mount",
             reason="attach_timeout",
             result="timeout",
-            deadline=deadline,
+            timeouts={"mountSeconds": 20},
+            deadline=20,
             before=START,
+            says=("eadline",),  # DeadlineExceeded, or the attacher's "deadline"
+        ),
+        id="ControllerPublishVolume-hang",
+    ),
+    *(
+        pytest.param(
+            Row(
+                probe="nre",
+                kind="mount",
+                ops=(operation,),
+                action="error",
+                phase="mount",
+                reason="mount_failed",
+                result="timeout",
+                timeouts={"mountSeconds": 10},
+                deadline=10,
+                before=START,
+                fault={"code": "Internal", "message": f"chaos-{{id}}: {operation} refused, device busy"},
+                says=(f"chaos-{{id}}: {operation} refused, device busy",),
+                recovery=KUBELET_RETRY + INTERVAL + START,
+            ),
+            id=f"{operation}-error",
         )
-        assert "DeadlineExceeded" in last["message"] or "deadline" in last["message"]
-        assert driver.hits(fault) >= 1
-    expect_recovery(controller, probe, "mount")
-    expect_nothing_left(cluster, driver, namespace, probe)
+        for operation in ("NodeStageVolume", "NodePublishVolume")
+    ),
+    # The kubelet waits 2 min for NodePublish before it reports anything.
+    pytest.param(
+        Row(
+            probe="nph",
+            kind="mount",
+            ops=("NodePublishVolume",),
+            action="hang",
+            phase="mount",
+            reason="mount_timeout",
+            result="timeout",
+            timeouts={"mountSeconds": 10},
+            deadline=10,
+            before=START,
+            recovery=KUBELET_RETRY + INTERVAL + START,
+        ),
+        id="NodePublishVolume-hang",
+    ),
+    # Provision runs start on an empty volume: the verify phase reads nothing, so a read fault
+    # first meets the read-back of this run's payload.
+    *(
+        pytest.param(
+            Row(
+                probe="eio",
+                kind="provision",
+                ops=(op,),
+                action="errno",
+                phase=op,
+                reason="io_error",
+                result="failure",
+                timeouts={"ioSeconds": 10},
+                deadline=10,
+                before=START,
+                fault={"errno": "EIO"},
+                says=("EIO",),
+            ),
+            id=f"EIO-on-{op}",
+        )
+        for op in ("write", "fsync", "read")
+    ),
+    pytest.param(
+        Row(
+            probe="flp",
+            kind="provision",
+            ops=("read",),
+            action="flip",
+            phase="read",
+            reason="checksum_mismatch",
+            result="failure",
+            timeouts={"ioSeconds": 10},
+            deadline=10,
+            before=START,
+        ),
+        id="flipped-bits-on-read",
+    ),
+    pytest.param(
+        Row(
+            probe="nsp",
+            kind="provision",
+            ops=("write",),
+            action="errno",
+            phase="write",
+            reason="no_space",
+            result="failure",
+            timeouts={"ioSeconds": 10},
+            deadline=10,
+            before=START,
+            fault={"errno": "ENOSPC"},
+            says=("ENOSPC",),
+        ),
+        id="ENOSPC",
+    ),
+    # A disk that went silent: the agent's IO thread sits in uninterruptible sleep, so even after
+    # its watchdog fired the container cannot exit and its report never leaves the pod; the
+    # controller's own IO deadline ends the run. The stuck pod is only gone when the fault is
+    # lifted, so the run is counted at the end of its clean-up deadline.
+    pytest.param(
+        Row(
+            probe="hio",
+            kind="mount",
+            ops=("data",),
+            action="hang",
+            phase="io",
+            reason="timeout",
+            result="timeout",
+            timeouts={"ioSeconds": 10, "cleanupSeconds": 5},
+            deadline=10 + 5,
+            before=START,
+            fault={"interruptible": False},
+            recovery=90,
+        ),
+        id="IO-hang-uninterruptible",
+    ),
+    # Storage that gives up on a killed caller (NFS `intr`): the agent's watchdog reports the
+    # timeout itself, naming the phase that hung.
+    pytest.param(
+        Row(
+            probe="hio",
+            kind="mount",
+            ops=("data",),
+            action="hang",
+            phase="write",
+            reason="timeout",
+            result="timeout",
+            timeouts={"ioSeconds": 10, "cleanupSeconds": 5},
+            deadline=10 + 5,
+            before=START,
+            fault={"interruptible": True},
+            recovery=90,
+        ),
+        id="IO-hang-interruptible",
+    ),
+    # The whole run comes before its clean-up.
+    pytest.param(
+        Row(
+            probe="dvf",
+            kind="provision",
+            ops=("DeleteVolume",),
+            action="error",
+            phase="cleanup",
+            reason="pv_not_deleted",
+            result="failure",
+            timeouts={"cleanupSeconds": 10},
+            deadline=10,
+            before=2 * START,
+            fault={"code": "Internal"},
+        ),
+        id="DeleteVolume-error",
+    ),
+]
 
 
-@pytest.mark.parametrize("operation", ["NodeStageVolume", "NodePublishVolume"])
-def test_node_rpc_error_is_mount_failed_with_the_drivers_message(
+@pytest.mark.parametrize("row", ROWS)
+def test_a_fault_from_the_start_is_reported_with_its_phase_and_reason_and_recovers(
     cluster: Cluster,
     make_probe: ProbeFactory,
     start_controller: ControllerFactory,
     driver: ChaosDriver,
     namespace: str,
     test_id: str,
-    operation: str,
+    row: Row,
 ) -> None:
-    deadline = 10
-    probe = make_probe(
-        "nre", STORAGE_CLASS, provision={"enabled": False}, timeouts={"mountSeconds": deadline}
-    )
-    message = f"chaos-{test_id}: {operation} refused, device busy"
-    with driver.fault([operation], "error", namespace=namespace, code="Internal", message=message) as fault:
+    other = "mount" if row.kind == "provision" else "provision"
+    probe = make_probe(row.probe, STORAGE_CLASS, **{other: {"enabled": False}}, timeouts=row.timeouts)
+    options = {k: v.format(id=test_id) if isinstance(v, str) else v for k, v in row.fault.items()}
+    with driver.fault(list(row.ops), row.action, namespace=namespace, **options) as fault:
         controller = start_controller()
         last = expect_failure(
             cluster,
             controller,
             probe,
-            kind="mount",
-            phase="mount",
-            reason="mount_failed",
-            result="timeout",
-            deadline=deadline,
-            before=START,
+            kind=row.kind,
+            phase=row.phase,
+            reason=row.reason,
+            result=row.result,
+            deadline=row.deadline,
+            before=row.before,
         )
-        assert message in last["message"]
-        assert driver.hits(fault) >= 1
-    expect_recovery(controller, probe, "mount", within=KUBELET_RETRY + INTERVAL + START)
+        for text in row.says:
+            assert text.format(id=test_id) in last["message"]
+        assert driver.hits(fault) >= 1, f"{row.ops} never reached the driver"
+    expect_recovery(controller, probe, row.kind, within=row.recovery)
     expect_nothing_left(cluster, driver, namespace, probe)
 
 
-def test_hung_node_publish_is_mount_timeout(
-    cluster: Cluster,
-    make_probe: ProbeFactory,
-    start_controller: ControllerFactory,
-    driver: ChaosDriver,
-    namespace: str,
-) -> None:
-    deadline = 10  # the kubelet waits 2 min for NodePublish before it reports anything
-    probe = make_probe(
-        "nph", STORAGE_CLASS, provision={"enabled": False}, timeouts={"mountSeconds": deadline}
-    )
-    with driver.fault(["NodePublishVolume"], "hang", namespace=namespace) as fault:
-        controller = start_controller()
-        expect_failure(
-            cluster,
-            controller,
-            probe,
-            kind="mount",
-            phase="mount",
-            reason="mount_timeout",
-            result="timeout",
-            deadline=deadline,
-            before=START,
-        )
-        assert driver.hits(fault) >= 1
-    expect_recovery(controller, probe, "mount", within=KUBELET_RETRY + INTERVAL + START)
-    expect_nothing_left(cluster, driver, namespace, probe)
-
-
-# --- the data path (FUSE between the pod and the volume's ext4) -----------------------------------
-
-
-@pytest.mark.parametrize("op", ["write", "fsync", "read"])
-def test_eio_on_a_data_operation_is_io_error_in_that_phase(
-    cluster: Cluster,
-    make_probe: ProbeFactory,
-    start_controller: ControllerFactory,
-    driver: ChaosDriver,
-    namespace: str,
-    op: str,
-) -> None:
-    # Provision runs start on an empty volume: the verify phase reads nothing, so a read
-    # fault first meets the read-back of this run's payload.
-    deadline = 10
-    probe = make_probe("eio", STORAGE_CLASS, mount={"enabled": False}, timeouts={"ioSeconds": deadline})
-    with driver.fault([op], "errno", namespace=namespace, errno="EIO") as fault:
-        controller = start_controller()
-        last = expect_failure(
-            cluster,
-            controller,
-            probe,
-            kind="provision",
-            phase=op,
-            reason="io_error",
-            result="failure",
-            deadline=deadline,
-            before=START,
-        )
-        assert "EIO" in last["message"]
-        assert driver.hits(fault) >= 1
-    expect_recovery(controller, probe, "provision")
-    expect_nothing_left(cluster, driver, namespace, probe)
-
-
-def test_flipped_bits_on_read_are_checksum_mismatch(
-    cluster: Cluster,
-    make_probe: ProbeFactory,
-    start_controller: ControllerFactory,
-    driver: ChaosDriver,
-    namespace: str,
-) -> None:
-    deadline = 10
-    probe = make_probe("flp", STORAGE_CLASS, mount={"enabled": False}, timeouts={"ioSeconds": deadline})
-    with driver.fault(["read"], "flip", namespace=namespace) as fault:
-        controller = start_controller()
-        expect_failure(
-            cluster,
-            controller,
-            probe,
-            kind="provision",
-            phase="read",
-            reason="checksum_mismatch",
-            result="failure",
-            deadline=deadline,
-            before=START,
-        )
-        assert driver.hits(fault) >= 1
-    expect_recovery(controller, probe, "provision")
-    expect_nothing_left(cluster, driver, namespace, probe)
+# --- the data path, after a good run (FUSE between the pod and the volume's ext4) -----------------
 
 
 def test_filesystem_turned_read_only_is_read_only(
@@ -417,81 +457,6 @@ def test_filesystem_turned_read_only_is_read_only(
         assert "EROFS" in last["message"]
         assert driver.hits(fault) >= 1
     expect_recovery(controller, probe, "mount")
-    expect_nothing_left(cluster, driver, namespace, probe)
-
-
-def test_full_volume_is_no_space(
-    cluster: Cluster,
-    make_probe: ProbeFactory,
-    start_controller: ControllerFactory,
-    driver: ChaosDriver,
-    namespace: str,
-) -> None:
-    deadline = 10
-    probe = make_probe("nsp", STORAGE_CLASS, mount={"enabled": False}, timeouts={"ioSeconds": deadline})
-    with driver.fault(["write"], "errno", namespace=namespace, errno="ENOSPC") as fault:
-        controller = start_controller()
-        last = expect_failure(
-            cluster,
-            controller,
-            probe,
-            kind="provision",
-            phase="write",
-            reason="no_space",
-            result="failure",
-            deadline=deadline,
-            before=START,
-        )
-        assert "ENOSPC" in last["message"]
-        assert driver.hits(fault) >= 1
-    expect_recovery(controller, probe, "provision")
-    expect_nothing_left(cluster, driver, namespace, probe)
-
-
-@pytest.mark.parametrize(
-    ("interruptible", "phase"),
-    [
-        # A disk that went silent: the agent's IO thread sits in uninterruptible sleep, so even
-        # after its watchdog fired the container cannot exit and its report never leaves the
-        # pod; the controller's own IO deadline ends the run. The stuck pod is only gone when
-        # the fault is lifted, so the run is counted at the end of its clean-up deadline.
-        pytest.param(False, "io", id="uninterruptible"),
-        # Storage that gives up on a killed caller (NFS `intr`): the agent's watchdog reports
-        # the timeout itself, naming the phase that hung.
-        pytest.param(True, "write", id="interruptible"),
-    ],
-)
-def test_hung_data_path_is_a_timeout_of_the_io_check(
-    cluster: Cluster,
-    make_probe: ProbeFactory,
-    start_controller: ControllerFactory,
-    driver: ChaosDriver,
-    namespace: str,
-    interruptible: bool,
-    phase: str,
-) -> None:
-    deadline, cleanup = 10, 5
-    probe = make_probe(
-        "hio",
-        STORAGE_CLASS,
-        provision={"enabled": False},
-        timeouts={"ioSeconds": deadline, "cleanupSeconds": cleanup},
-    )
-    with driver.fault(["data"], "hang", namespace=namespace, interruptible=interruptible) as fault:
-        controller = start_controller()
-        expect_failure(
-            cluster,
-            controller,
-            probe,
-            kind="mount",
-            phase=phase,
-            reason="timeout",
-            result="timeout",
-            deadline=deadline + cleanup,
-            before=START,
-        )
-        assert driver.hits(fault) >= 1
-    expect_recovery(controller, probe, "mount", within=90)
     expect_nothing_left(cluster, driver, namespace, probe)
 
 
@@ -528,36 +493,6 @@ def test_replaced_backing_store_is_data_lost(
         before=START,
     )
     expect_recovery(controller, probe, "mount")
-    expect_nothing_left(cluster, driver, namespace, probe)
-
-
-# --- clean-up --------------------------------------------------------------------------------------
-
-
-def test_failed_delete_volume_is_pv_not_deleted(
-    cluster: Cluster,
-    make_probe: ProbeFactory,
-    start_controller: ControllerFactory,
-    driver: ChaosDriver,
-    namespace: str,
-) -> None:
-    deadline = 10
-    probe = make_probe("dvf", STORAGE_CLASS, mount={"enabled": False}, timeouts={"cleanupSeconds": deadline})
-    with driver.fault(["DeleteVolume"], "error", namespace=namespace, code="Internal") as fault:
-        controller = start_controller()
-        expect_failure(
-            cluster,
-            controller,
-            probe,
-            kind="provision",
-            phase="cleanup",
-            reason="pv_not_deleted",
-            result="failure",
-            deadline=deadline,
-            before=2 * START,  # the whole run comes before its clean-up
-        )
-        assert driver.hits(fault) >= 1
-    expect_recovery(controller, probe, "provision")
     expect_nothing_left(cluster, driver, namespace, probe)
 
 
