@@ -8,7 +8,7 @@ import pytest
 
 from tests.unit.factories import DAY, NOW, node_json, taint
 from volprobe.contract.reasons import SkipReason
-from volprobe.model.nodes import selected, skip_reason, tolerates
+from volprobe.model.nodes import selected, skip_reason, tolerates, unwell_since
 from volprobe.model.views import NodeView, Taint
 
 GRACE = 60.0
@@ -333,3 +333,17 @@ def test_most_fundamental_reason_wins_when_several_apply(
     fields: dict[str, Any], expected: SkipReason
 ) -> None:
     assert reason(node(**fields)) is expected
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        ({"ready_since": NOW - 100}, None),  # Ready since before the run: it was fit throughout
+        ({"ready_since": NOW - 5}, SkipReason.NOT_READY),  # NotReady mid-run, Ready again now
+        ({"ready": "False", "ready_since": NOW - 5}, None),  # NotReady now: skip_reason says so
+    ],
+)
+def test_a_node_that_was_not_ready_at_some_time_during_a_run_was_unwell(
+    fields: dict[str, Any], expected: SkipReason | None
+) -> None:
+    assert unwell_since(node(**fields), started=NOW - 10) is expected

@@ -104,3 +104,16 @@ def skip_reason(
     if node.ready_since is not None and now - node.ready_since < grace:
         return SkipReason.RECOVERING
     return None
+
+
+def unwell_since(node: NodeView, started: float) -> SkipReason | None:
+    """Why a node that may be probed now was not fit at some time since `started`, or None.
+
+    A verdict looks at the node as it is when the run ends; a node that went NotReady during
+    the run and came back before the end (kwok nodes on an overloaded machine flap like this,
+    and so do real ones whose kubelet restarts) would make its run's failure count although
+    the node, not the storage, was the trouble. Its Ready condition's last change tells.
+    """
+    if node.ready and node.ready_since is not None and node.ready_since > started:
+        return SkipReason.NOT_READY
+    return None

@@ -32,6 +32,7 @@ from volprobe.contract.reasons import Phase, Reason, Result, SkipReason
 from volprobe.model.baseline import Baseline
 from volprobe.model.kind import Placement, ProbeKind, readiness, targets
 from volprobe.model.manifests import pod_name, target_of
+from volprobe.model.nodes import unwell_since
 from volprobe.model.outcome import Outcome, demote_if_node_unwell, failed, skipped
 from volprobe.model.pacing import CONGESTED_AFTER, Window
 from volprobe.model.probe import Probe, ProbeKey
@@ -643,14 +644,13 @@ class Planner:
 
     def _demoted(self, record: ProbeRecord, outcome: Outcome, world: World) -> Outcome:
         """A failure while the run's node (or, before it had one, every usable node) went unwell
-        is a skip: see `demote_if_node_unwell`. So is one whose node turned Ready again after
-        the run began: it was not Ready during the run, although it is by the time of the verdict
-        (a node that flaps, as kwok nodes do on an overloaded machine, would count otherwise)."""
+        is a skip: see `demote_if_node_unwell`; so is one whose node was unwell at some time
+        during the run (`unwell_since`)."""
         if outcome.node:
-            reason = self._node_skip(record, outcome.node, world)
             node = world.nodes.get(outcome.node)
-            if reason is None and node is not None and (node.ready_since or 0) > outcome.started:
-                reason = SkipReason.NOT_READY
+            reason = self._node_skip(record, outcome.node, world)
+            if reason is None and node is not None:
+                reason = unwell_since(node, outcome.started)
             return demote_if_node_unwell(outcome, reason)
         return demote_if_node_unwell(outcome, self._readiness(record, outcome.target, world)[0])
 
