@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import socket
 import stat
 import uuid
 from collections.abc import Iterator
@@ -171,19 +172,16 @@ class ObjectStore:
 
     @contextlib.contextmanager
     def stopped(self) -> Iterator[None]:
-        """No server at all: the Service has no endpoints, so connections are refused."""
+        """No server at all: the Service has no endpoints, so connections are refused.
+
+        Waits for the refusal itself, not only for the pod to be gone: until kube-proxy has
+        synced the empty EndpointSlice, the Service still forwards to the dead pod's address,
+        where a connection attempt is not refused but times out.
+        """
         kubectl = self.cluster.kubectl
         kubectl.run("scale", "deployment/versitygw", "-n", server.NAMESPACE, "--replicas=0")
         try:
-            eventually(
-                "the S3 server's pod to be gone",
-                lambda: (
-                    not kubectl.json(
-                        "get", "pods", "-n", server.NAMESPACE, "-l", "app.kubernetes.io/name=versitygw"
-                    )["items"]
-                ),
-                60,
-            )
+            eventually("connections to the S3 Service to be refused", _refused, 60)
             yield
         finally:
             kubectl.run("scale", "deployment/versitygw", "-n", server.NAMESPACE, "--replicas=1")
@@ -208,6 +206,16 @@ class ObjectStore:
             byte = handle.read(1)
             handle.seek(offset)
             handle.write(bytes([byte[0] ^ 0xFF]))
+
+
+def _refused() -> bool:
+    try:
+        socket.create_connection((server.SERVICE_IP, server.HTTP_PORT), timeout=1).close()
+    except ConnectionRefusedError:
+        return True
+    except OSError:
+        return False
+    return False
 
 
 def restore_writable(root: Path) -> None:
