@@ -426,6 +426,20 @@ def test_set_skipped_none_clears_the_node() -> None:
     ]
 
 
+def test_a_forgotten_node_skipped_again_shows_only_its_new_reason() -> None:
+    metrics = ProbeMetrics()
+    metrics.set_skipped(PROBE, "worker-1", "not_ready")
+    metrics.forget(PROBE, "worker-1")
+    metrics.set_skipped(PROBE, "worker-1", "cordoned")
+    metrics.set_skipped(PROBE, "worker-1", "tainted")
+    metrics.reset_probe_series()
+    metrics.set_skipped(PROBE, "worker-1", "deleting")
+    metrics.set_skipped(PROBE, "worker-1", "too_new")
+    assert Scrape(metrics).series("volprobe_node_skipped") == [
+        {"probe": PROBE, "node": "worker-1", "reason": "too_new"}
+    ]
+
+
 def test_node_counts_are_exported_by_state() -> None:
     metrics = ProbeMetrics()
     metrics.set_node_counts(PROBE, STORAGE_CLASS, {"selected": 5, "passing": 3, "failing": 1, "skipped": 1})

@@ -225,6 +225,9 @@ class TargetState:
     """The slot this target waits with for room to create a volume (`volprobe.model.pacing`)."""
     new_volume: bool = False
     """The run in flight makes a new volume (it counts against its class's window)."""
+    lasting_claims: tuple[str, ...] = ()
+    """The claims that outlive its runs (`ProbeKind.lasting_claims`), named once: every tick
+    asks whether they are bound."""
 
 
 @dataclass
@@ -263,6 +266,11 @@ class Planner:
         self.targets: dict[Target, TargetState] = {}
         self._last_sweep = float("-inf")
         self._next_stall_check = math.inf
+        self._desired_from: tuple[tuple[ProbeKey, Probe, frozenset[str]], ...] | None = None
+        """What the targets were last derived from: while probes and selections stay the same,
+        so do the targets, and a tick need not look at each of them again."""
+        self._skips_world: World | None = None
+        self._skips: dict[tuple[ProbeKey, str], SkipReason | None] = {}
         self.windows: dict[str, Window] = {}
         """Per StorageClass: how many of its volumes may be in the making at once."""
 
@@ -348,18 +356,26 @@ class Planner:
         actions: list[Action] = []
         for key in [k for k in self.records if k not in world.probes]:
             actions += self._drop_probe(key)
-        desired: dict[Target, Probe] = {}
+        records: list[ProbeRecord] = []
         for key, spec in world.probes.items():
             if key[0] not in self.resources:
                 continue
             record, events = self._update_record(key, spec, world)
             actions += events
-            for kind in self.kinds.values():
-                if kind.resource == key[0]:
-                    desired.update((target, spec) for target in targets(kind, spec, sorted(record.selected)))
+            records.append(record)
             if record.status_written is None and key in world.statuses:
                 record.status_written = world.statuses[key]
                 record.baseline = Baseline.from_status(record.status_written, self.kinds)
+        desired_from = tuple((record.key, record.spec, record.selected) for record in records)
+        if desired_from == self._desired_from:
+            return actions
+        self._desired_from = desired_from
+        desired: dict[Target, Probe] = {}
+        for record in records:
+            for kind in self.kinds.values():
+                if kind.resource == record.key[0]:
+                    selection = sorted(record.selected)
+                    desired.update((target, record.spec) for target in targets(kind, record.spec, selection))
         for target in [t for t in self.targets if t not in desired]:
             actions += self._drop_target(target)
         for target, spec in desired.items():
@@ -367,7 +383,11 @@ class Planner:
             if state is None:
                 slot_offset = offset(spec.uid, target, spec.interval)
                 self.targets[target] = TargetState(
-                    target, slot_offset, spec.interval, next_slot(world.now, spec.interval, slot_offset)
+                    target,
+                    slot_offset,
+                    spec.interval,
+                    next_slot(world.now, spec.interval, slot_offset),
+                    lasting_claims=self.kinds[target.kind].lasting_claims(target),
                 )
             elif state.interval != spec.interval:
                 state.interval = spec.interval
@@ -406,10 +426,7 @@ class Planner:
         actions: list[Action] = []
         if state.run:
             actions += [Stop(target), Delete("pods", state.run)]
-        actions += [
-            Delete("persistentvolumeclaims", claim)
-            for claim in self.kinds[target.kind].lasting_claims(target)
-        ]
+        actions += [Delete("persistentvolumeclaims", claim) for claim in state.lasting_claims]
         actions.append(Forget(target.probe, target.node))
         record = self.records.get(self._key(target))
         if record is not None:
@@ -447,7 +464,15 @@ class Planner:
         return actions
 
     def _node_skip(self, record: ProbeRecord, node: str, world: World) -> SkipReason | None:
-        return self.resources[record.key[0]].node_skip(record.spec, world.nodes.get(node), world.now)
+        """Whether a node may be probed, asked once per probe and node for each world: a tick asks
+        it for every queued run and, for a run that may go to any node, for every node."""
+        if self._skips_world is not world:
+            self._skips_world, self._skips = world, {}
+        key = (record.key, node)
+        if key not in self._skips:
+            resource = self.resources[record.key[0]]
+            self._skips[key] = resource.node_skip(record.spec, world.nodes.get(node), world.now)
+        return self._skips[key]
 
     def _readiness(
         self, record: ProbeRecord, target: Target, world: World
@@ -490,7 +515,7 @@ class Planner:
                 state.skip = None
                 record.dirty = True
                 actions.append(SetSkipped(target.probe, target.node, None))
-            state.new_volume = self._needs_volume(target, claims)
+            state.new_volume = self._needs_volume(state, claims)
             if state.new_volume:
                 if room.get(spec.storage_class, 0) <= 0:
                     if state.queued is None:
@@ -516,11 +541,11 @@ class Planner:
 
     # -- pacing new volumes --------------------------------------------------------------------
 
-    def _needs_volume(self, target: Target, claims: Mapping[str, ClaimView]) -> bool:
+    def _needs_volume(self, state: TargetState, claims: Mapping[str, ClaimView]) -> bool:
         """A run of this target creates a volume: it brings its own, or its node's is not bound."""
-        if self.kinds[target.kind].placement is Placement.CONTROLLER:
+        if self.kinds[state.target.kind].placement is Placement.CONTROLLER:
             return False
-        lasting = self.kinds[target.kind].lasting_claims(target)
+        lasting = state.lasting_claims
         return not lasting or any(name not in claims or claims[name].phase != "Bound" for name in lasting)
 
     def _in_the_making(self, world: World) -> dict[str, list[float]]:
@@ -589,6 +614,8 @@ class Planner:
         actions: list[Action] = []
         self._next_stall_check = math.inf
         for state in self.targets.values():
+            if not state.run and state.stalled is None:
+                continue
             record = self.records[self._key(state.target)]
             progress = world.progress.get(state.run) if state.run and world.live else None
             stalled = None
