@@ -70,6 +70,23 @@ def quantile(buckets: dict[float, float], q: float) -> float:
     return lower
 
 
+def wait_for_earlier_volumes(kubectl: Kubectl, timeout: float = 1800) -> None:
+    """Start on an idle provisioner: the volumes of an earlier run are deleted by the provisioner
+    after the run ends, one helper pod each, and new volumes wait behind those deletions (a run
+    started while a thousand were deleted had 56 `provisioning_timeout`s, all in those minutes)."""
+    started = time.monotonic()
+    while True:
+        volumes = kubectl.json("get", "persistentvolumes")["items"]
+        left = [v for v in volumes if (v["spec"].get("claimRef") or {}).get("namespace") == NAMESPACE]
+        if not left:
+            break
+        if time.monotonic() - started > timeout:
+            raise SystemExit(f"{len(left)} volumes of an earlier run are still not deleted")
+        print(f"waiting for {len(left)} volumes of an earlier run to be deleted", flush=True)
+        time.sleep(15)
+    print(f"no volumes of an earlier run left (waited {time.monotonic() - started:.0f}s)", flush=True)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -95,6 +112,7 @@ def main() -> int:
         str(REPO / "charts" / "volprobe" / "crds" / "volprobe.io_storageprobes.yaml"),
     )
     kubectl.run("create", "namespace", NAMESPACE, check=False)
+    wait_for_earlier_volumes(kubectl)
     kubectl.apply(
         {
             "apiVersion": "volprobe.io/v1alpha1",
