@@ -24,13 +24,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO / "src"), str(REPO)]
 
-from tests.unit.factories import NOW, claim_json, node_json  # noqa: E402
+from tests.unit.factories import NOW, node_json, our_claim  # noqa: E402
 from volprobe.kinds import REGISTRY, RESOURCES  # noqa: E402
-from volprobe.model.manifests import labels, node_claim_name  # noqa: E402
+from volprobe.model.manifests import node_claim_name  # noqa: E402
 from volprobe.model.planner import Planner, World  # noqa: E402
 from volprobe.model.spec import PLURAL, ProbeSpec, parse_probe  # noqa: E402
 from volprobe.model.targets import Target  # noqa: E402
-from volprobe.model.views import ClaimView, ClassView, NodeView  # noqa: E402
+from volprobe.model.views import ClassView, NodeView  # noqa: E402
 
 CLASS = "standard"
 TICKS = 240
@@ -45,17 +45,12 @@ def probe() -> ProbeSpec:
     )
 
 
-def claim(spec: ProbeSpec, node: str) -> ClaimView:
-    raw = claim_json(node_claim_name(spec.name, node), phase="Bound", volume=f"pv-{node}")
-    raw["metadata"]["labels"] = labels(Target(spec.name, "mount", node))
-    return ClaimView.of(raw)
-
-
 def tick_seconds(nodes: int, with_volume: float) -> tuple[float, int]:
     """Mean CPU seconds per tick, and how many runs were queued at the end."""
     spec = probe()
     views = {view.name: view for view in (NodeView.of(node_json(f"node-{i:05}")) for i in range(nodes))}
-    claims = [claim(spec, name) for name in list(views)[: int(nodes * with_volume)]]
+    with_claim = list(views)[: int(nodes * with_volume)]
+    claims = [our_claim(node_claim_name(spec.name, n), Target(spec.name, "mount", n)) for n in with_claim]
     planner = Planner(REGISTRY, list(RESOURCES.values()))
 
     def world(now: float) -> World:

@@ -12,8 +12,10 @@ from typing import Any
 
 from volprobe.contract.reasons import Phase, Reason, Result, SkipReason
 from volprobe.contract.report import Report
+from volprobe.model.manifests import labels
 from volprobe.model.outcome import Outcome
 from volprobe.model.targets import Target
+from volprobe.model.views import ClaimView
 
 NOW = datetime(2026, 11, 22, 3, 0, 0, tzinfo=UTC).timestamp()
 """A fixed "now" every test measures from."""
@@ -245,6 +247,14 @@ def claim_json(
         "spec": spec,
         "status": {"phase": phase},
     }
+
+
+def our_claim(name: str, target: Target) -> ClaimView:
+    """A bound claim volprobe made for `target`, as the controller's cache projects it."""
+    raw = claim_json(name, phase="Bound", volume=f"pv-{name}")
+    raw["metadata"]["labels"] = labels(target)
+    raw["metadata"]["annotations"] = {"volprobe.io/node": target.node} if target.node else {}
+    return ClaimView.of(raw)
 
 
 def volume_json(name: str, claim: str, *, phase: str = "Released", policy: str = "Delete") -> dict[str, Any]:

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from tests.unit.factories import NOW, claim_json, node_json, pod_json
+from tests.unit.factories import NOW, node_json, our_claim, pod_json
 from volprobe.contract.reasons import Phase, Reason, Result, SkipReason
 from volprobe.kinds import REGISTRY, RESOURCES
 from volprobe.kinds.storageprobe import probe_state
@@ -98,13 +98,6 @@ def our_pod(
     raw["metadata"]["labels"] = labels(target)
     raw["metadata"]["annotations"] = {"volprobe.io/node": target.node} if target.node else {}
     return PodView.of(raw)
-
-
-def our_claim(name: str, target: Target) -> ClaimView:
-    raw = claim_json(name, phase="Bound", volume=f"pv-{name}")
-    raw["metadata"]["labels"] = labels(target)
-    raw["metadata"]["annotations"] = {"volprobe.io/node": target.node} if target.node else {}
-    return ClaimView.of(raw)
 
 
 def of_type(actions: Iterable[Action], kind: type[A]) -> list[A]:

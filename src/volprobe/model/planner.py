@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import logging
 import math
-from collections import Counter
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -372,9 +371,9 @@ class Planner:
         self._desired_from = desired_from
         desired: dict[Target, Probe] = {}
         for record in records:
+            selection = sorted(record.selected)
             for kind in self.kinds.values():
                 if kind.resource == record.key[0]:
-                    selection = sorted(record.selected)
                     desired.update((target, record.spec) for target in targets(kind, record.spec, selection))
         for target in [t for t in self.targets if t not in desired]:
             actions += self._drop_target(target)
@@ -765,13 +764,14 @@ class Planner:
         return actions
 
     def _gauges(self) -> Publish:
-        in_flight: Counter[tuple[str, str]] = Counter()
-        queued: Counter[tuple[str, str]] = Counter()
+        in_flight: dict[tuple[str, str], int] = {}
+        queued: dict[tuple[str, str], int] = {}
         for target, state in self.targets.items():
-            in_flight[(target.probe, target.kind)] += 1 if state.run else 0
-            queued[(target.probe, target.kind)] += 0 if state.queued is None else 1
+            key = (target.probe, target.kind)
+            in_flight[key] = in_flight.get(key, 0) + (1 if state.run else 0)
+            queued[key] = queued.get(key, 0) + (0 if state.queued is None else 1)
         intervals = {r.spec.name: (r.spec.storage_class, r.spec.interval) for r in self.records.values()}
-        return Publish(dict(in_flight), dict(queued), intervals)
+        return Publish(in_flight, queued, intervals)
 
     def _sweep(self, world: World) -> list[Action]:
         """Delete pods and claims nobody owns any more (a crash between create and record)."""
