@@ -78,3 +78,13 @@ def test_it_survives_the_status_round_trip_and_ignores_garbage() -> None:
     assert restored.windows == {("provision", Phase.PROVISION): [1.0, 2.5]}
     assert Baseline.from_status(None, ["provision"]) == Baseline()
     assert Baseline.from_status({"baselines": []}, ["provision"]) == Baseline()
+
+
+def test_the_fastest_recent_duration_is_the_one_without_a_queue() -> None:
+    baseline = Baseline()
+    for seconds in [2.0, 40.0, 60.0, 80.0]:
+        baseline.learn("mount", {Phase.PROVISION: seconds})
+    assert baseline.fastest("mount", Phase.PROVISION) is None, "not before enough successes"
+    baseline.learn("mount", {Phase.PROVISION: 100.0})
+    assert baseline.fastest("mount", Phase.PROVISION) == 2.0
+    assert baseline.fastest("provision", Phase.PROVISION) is None

@@ -24,6 +24,7 @@ from volprobe.model.objectstore import ObjectStoreSpec
 from volprobe.model.objectstore import parse as parse_objectstore
 from volprobe.model.outcome import Outcome
 from volprobe.model.pacing import CONGESTED_AFTER, INITIAL
+from volprobe.model.pacing import FLOOR as PACING_FLOOR
 from volprobe.model.planner import (
     LEFTOVER_AGE,
     Abort,
@@ -842,6 +843,23 @@ def test_a_volume_that_takes_too_long_halves_the_window() -> None:
     )
     plan.finished(target, launch.request.pod_name, timeout, world(NOW + CONGESTED_AFTER + 10, probes, nodes))
     assert plan.windows[CLASS].allowed() == INITIAL // 2, "halved at most once per period"
+
+
+def test_volumes_that_waited_behind_our_own_claims_do_not_make_waiting_normal() -> None:
+    """During a rollout every volume also waits behind volprobe's earlier claims, and the baseline
+    learns those times; judged by them, the window would grow until volumes wait past their
+    deadline. Congestion is judged against the fastest volumes instead."""
+    plan = planner()
+    teach(plan, PROVISION, {Phase.PROVISION: 2.0})
+    teach(plan, PROVISION, {Phase.PROVISION: 60.0})
+    probes, nodes = [spec()], [node(f"worker-{i:03}") for i in range(8)]
+    first = run_until_launched(plan, probes, nodes, start=NOW + 100)
+    assert len(first) == INITIAL
+    now = NOW + 200
+    since = now - PACING_FLOOR - 1
+    making = {launch.request.pod_name: RunProgress(Phase.PROVISION, since) for launch in first.values()}
+    plan.tick(replace(world(now, probes, nodes), progress=making))
+    assert plan.windows[CLASS].allowed() == INITIAL // 2
 
 
 def test_a_queued_target_whose_node_goes_unwell_is_skipped_not_kept() -> None:

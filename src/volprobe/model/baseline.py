@@ -83,6 +83,11 @@ class Baseline:
         window = self.windows.get((kind, phase), ())
         return quantile(window, QUANTILE) if len(window) >= MIN_SAMPLES else None
 
+    def fastest(self, kind: str, phase: Phase) -> float | None:
+        """The shortest recent duration: what the phase takes without waiting in a queue."""
+        window = self.windows.get((kind, phase), ())
+        return min(window) if len(window) >= MIN_SAMPLES else None
+
     def slowest_over(self, kind: str, durations: Mapping[Phase, float]) -> tuple[Phase, float, float] | None:
         """The phase of a finished run that most exceeded its threshold: (phase, seconds, threshold)."""
         over = []

@@ -33,7 +33,7 @@ from volprobe.model.kind import Placement, ProbeKind, readiness, targets
 from volprobe.model.manifests import pod_name, target_of
 from volprobe.model.nodes import unwell_since
 from volprobe.model.outcome import Outcome, demote_if_node_unwell, failed, skipped
-from volprobe.model.pacing import CONGESTED_AFTER, Window
+from volprobe.model.pacing import Window, congested_after
 from volprobe.model.probe import Probe, ProbeKey
 from volprobe.model.resource import Missing, ProbeResource, ProbeView, TargetView
 from volprobe.model.runs import RunProgress, RunRequest
@@ -568,15 +568,14 @@ class Planner:
         return self.windows.setdefault(storage_class, Window())
 
     def _congestion_after(self, storage_class: str) -> float:
-        """The longest normal time to make a volume of this class: its probes' stall threshold."""
-        limits = [
-            limit
+        """How long a volume of this class may be in the making before it means congestion."""
+        return congested_after(
+            fastest
             for record in self.records.values()
             if record.spec.storage_class == storage_class
             for kind in self.kinds
-            if (limit := record.baseline.threshold(kind, Phase.PROVISION)) is not None
-        ]
-        return max(limits, default=CONGESTED_AFTER)
+            if (fastest := record.baseline.fastest(kind, Phase.PROVISION)) is not None
+        )
 
     def _pace(self, making: Mapping[str, list[float]], now: float) -> None:
         """A volume in the making for longer than normal shrinks its class's window."""

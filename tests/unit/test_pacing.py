@@ -1,0 +1,30 @@
+"""The window of new volumes: AIMD, and what counts as congestion (pure, no clock)."""
+
+from __future__ import annotations
+
+from volprobe.model.pacing import CONGESTED_AFTER, FACTOR, FLOOR, INITIAL, MAXIMUM, Window, congested_after
+
+
+def test_unknown_classes_use_the_default_and_fast_ones_the_floor() -> None:
+    assert congested_after([]) == CONGESTED_AFTER
+    assert congested_after([0.8, 1.5]) == FLOOR
+
+
+def test_the_most_lenient_kind_decides() -> None:
+    assert congested_after([2.0, 20.0]) == FACTOR * 20.0
+
+
+def test_a_window_grows_by_one_per_volume_and_halves_once_per_period() -> None:
+    window = Window()
+    assert window.allowed() == INITIAL
+    for _ in range(200):
+        window.bound()
+    assert window.allowed() == MAXIMUM
+    window.congested(100.0, 10.0)
+    window.congested(105.0, 10.0)
+    assert window.allowed() == MAXIMUM // 2, "halved at most once per period"
+    window.congested(110.0, 10.0)
+    assert window.allowed() == MAXIMUM // 4
+    for step in range(10):
+        window.congested(200.0 + 10 * step, 10.0)
+    assert window.allowed() == 1, "never below one volume"
