@@ -20,8 +20,8 @@ def test_a_window_grows_by_one_per_volume_and_halves_once_per_period() -> None:
     for _ in range(200):
         window.bound()
     assert window.allowed() == MAXIMUM
-    window.congested(100.0, 10.0)
-    window.congested(105.0, 10.0)
+    assert window.congested(100.0, 10.0)
+    assert not window.congested(105.0, 10.0)
     assert window.allowed() == MAXIMUM // 2, "halved at most once per period"
     window.congested(110.0, 10.0)
     assert window.allowed() == MAXIMUM // 4

@@ -62,8 +62,10 @@ class Window:
         """A volume of the class bound within its normal time: the provisioner keeps up."""
         self.size = min(MAXIMUM, self.size + 1)
 
-    def congested(self, now: float, period: float) -> None:
-        """A volume took too long (or never came): back off, once per `period`."""
-        if now - self.shrunk_at >= period:
-            self.size = max(1.0, self.size / 2)
-            self.shrunk_at = now
+    def congested(self, now: float, period: float) -> bool:
+        """A volume took too long (or never came): back off, once per `period`. True if it did."""
+        if now - self.shrunk_at < period:
+            return False
+        self.size = max(1.0, self.size / 2)
+        self.shrunk_at = now
+        return True

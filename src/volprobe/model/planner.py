@@ -582,16 +582,28 @@ class Planner:
         for storage_class, since in making.items():
             limit = self._congestion_after(storage_class)
             if now - min(since) > limit:
-                self._window(storage_class).congested(now, limit)
+                self._congested(storage_class, now, limit)
 
     def _volume_done(self, record: ProbeRecord, outcome: Outcome, now: float) -> None:
         storage_class = record.spec.storage_class
         limit = self._congestion_after(storage_class)
         seconds = outcome.durations.get(Phase.PROVISION)
         if outcome.reason in (Reason.PROVISIONING_TIMEOUT, Reason.PROVISIONING_FAILED):
-            self._window(storage_class).congested(now, limit)
+            self._congested(storage_class, now, limit)
         elif seconds is not None and seconds <= limit:
             self._window(storage_class).bound()
+
+    def _congested(self, storage_class: str, now: float, limit: float) -> None:
+        # Logged because the window is the one piece of pacing no metric shows: when a rollout
+        # is slow, this says whether volprobe held back and why.
+        window = self._window(storage_class)
+        if window.congested(now, limit):
+            log.info(
+                "volumes of class %s take longer than %.0fs: at most %d in the making now",
+                storage_class,
+                limit,
+                window.allowed(),
+            )
 
     def _abort_stranded(self, world: World) -> list[Action]:
         """Runs whose pod waits for a node that must not be probed now end as skips at once."""
