@@ -10,15 +10,26 @@ def test_unknown_classes_use_the_default_and_fast_ones_the_floor() -> None:
     assert congested_after([0.8, 1.5]) == FLOOR
 
 
-def test_the_most_lenient_kind_decides() -> None:
-    assert congested_after([2.0, 20.0]) == FACTOR * 20.0
+def test_the_fastest_known_volume_decides() -> None:
+    assert congested_after([20.0, 5.0]) == FACTOR * 5.0
+
+
+def test_the_fastest_volume_only_falls_so_a_queue_cannot_raise_it() -> None:
+    window = Window()
+    window.bound(2.0, FLOOR)
+    for _ in range(50):  # a long rollout: every later volume waited behind the earlier ones
+        window.bound(100.0, FLOOR)
+    assert window.fastest == 2.0
+    assert congested_after([100.0, window.fastest]) == FLOOR
 
 
 def test_a_window_grows_by_one_per_volume_and_halves_once_per_period() -> None:
     window = Window()
     assert window.allowed() == INITIAL
+    window.bound(FLOOR + 1, FLOOR)
+    assert window.allowed() == INITIAL, "a volume slower than normal does not widen it"
     for _ in range(200):
-        window.bound()
+        window.bound(1.0, FLOOR)
     assert window.allowed() == MAXIMUM
     assert window.congested(100.0, 10.0)
     assert not window.congested(105.0, 10.0)

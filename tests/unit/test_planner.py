@@ -862,6 +862,24 @@ def test_volumes_that_waited_behind_our_own_claims_do_not_make_waiting_normal() 
     assert plan.windows[CLASS].allowed() == INITIAL // 2
 
 
+def test_after_a_restart_the_fastest_volume_seen_overrules_a_baseline_learned_in_a_queue() -> None:
+    plan = planner()
+    teach(plan, PROVISION, {Phase.PROVISION: 60.0})  # the status of a leader that ended mid-rollout
+    probes, nodes = [spec()], [node(f"worker-{i:03}") for i in range(8)]
+    first = run_until_launched(plan, probes, nodes, start=NOW + 100)
+    now = NOW + 200
+    (target, launch), *rest = first.items()
+    claims = [our_claim(node_claim_name(PROBE, t.node), t) for t in first if t.node]
+    done = outcome(target, launch.request.pod_name, at=now, durations={Phase.PROVISION: 2.0})
+    plan.finished(target, launch.request.pod_name, done, world(now, probes, nodes, claims=claims))
+    assert plan.windows[CLASS].fastest == 2.0
+    widened = plan.windows[CLASS].allowed()
+    since = now - PACING_FLOOR - 1
+    making = {launch.request.pod_name: RunProgress(Phase.PROVISION, since) for _, launch in rest}
+    plan.tick(replace(world(now + 1, probes, nodes, claims=claims), progress=making))
+    assert plan.windows[CLASS].allowed() == widened // 2
+
+
 def test_a_queued_target_whose_node_goes_unwell_is_skipped_not_kept() -> None:
     plan = planner()
     probes = [spec(provision={"enabled": False})]

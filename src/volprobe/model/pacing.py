@@ -15,13 +15,14 @@ timeout) halves it, at most once per such period. A healthy provisioner therefor
 ramp up to its pace within seconds; a struggling or broken one sees at most a handful of
 volprobe's claims.
 
-"Normal" is measured from the fastest recent volumes, as TCP Vegas takes the smallest round trip
-for the one without queueing, not from the usual ones (the p90 behind "stalled"): during a
-rollout every volume also waits behind volprobe's own earlier claims, so the usual time grows
-with the window. Judged by it, a serial provisioner (local-path makes one volume at a time) let
-the window grow until volumes waited longer than their deadline: 43 `provisioning_timeout`s at
-1,000 nodes on a provisioner making 0.6 volumes/s. The fastest volume stays near the time one
-takes without a queue.
+"Normal" is measured from the fastest volume, as TCP Vegas takes the smallest round trip for the
+one without queueing, not from the usual ones (the p90 behind "stalled"): during a rollout every
+volume also waits behind volprobe's own earlier claims, so the usual time grows with the window.
+Judged by it, a serial provisioner (local-path makes one volume at a time) let the window grow
+until volumes waited longer than their deadline: 43 `provisioning_timeout`s at 1,000 nodes on a
+provisioner making 0.65 volumes/s. The fastest of the recent 20 drifts the same way (in a long
+rollout all 20 waited ~100 s), so it is the fastest this leader has seen, or the baseline's after
+a restart: a minimum only falls, and a queue cannot raise it.
 """
 
 from __future__ import annotations
@@ -40,27 +41,28 @@ FLOOR = 10.0
 
 def congested_after(fastest: Iterable[float]) -> float:
     """How long a volume may be in the making before it means congestion, given the fastest
-    recent volume of each probe kind of the class (none learned yet: `CONGESTED_AFTER`).
-
-    The most lenient kind decides: its volumes may legitimately take longer (another binding
-    mode, a bigger volume)."""
+    volumes known for the class (none: `CONGESTED_AFTER`)."""
     known = list(fastest)
     if not known:
         return CONGESTED_AFTER
-    return max(FLOOR, FACTOR * max(known))
+    return max(FLOOR, FACTOR * min(known))
 
 
 @dataclass
 class Window:
     size: float = INITIAL
     shrunk_at: float = -math.inf
+    fastest: float = math.inf
+    """The shortest time a volume of the class took to bind, since this leader started."""
 
     def allowed(self) -> int:
         return max(1, int(self.size))
 
-    def bound(self) -> None:
-        """A volume of the class bound within its normal time: the provisioner keeps up."""
-        self.size = min(MAXIMUM, self.size + 1)
+    def bound(self, seconds: float, limit: float) -> None:
+        """A volume of the class bound after `seconds`; within `limit` the provisioner keeps up."""
+        self.fastest = min(self.fastest, seconds)
+        if seconds <= limit:
+            self.size = min(MAXIMUM, self.size + 1)
 
     def congested(self, now: float, period: float) -> bool:
         """A volume took too long (or never came): back off, once per `period`. True if it did."""

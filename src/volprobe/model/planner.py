@@ -569,13 +569,15 @@ class Planner:
 
     def _congestion_after(self, storage_class: str) -> float:
         """How long a volume of this class may be in the making before it means congestion."""
-        return congested_after(
+        learned = [
             fastest
             for record in self.records.values()
             if record.spec.storage_class == storage_class
             for kind in self.kinds
             if (fastest := record.baseline.fastest(kind, Phase.PROVISION)) is not None
-        )
+        ]
+        seen = self._window(storage_class).fastest
+        return congested_after([*learned, seen] if math.isfinite(seen) else learned)
 
     def _pace(self, making: Mapping[str, list[float]], now: float) -> None:
         """A volume in the making for longer than normal shrinks its class's window."""
@@ -590,8 +592,8 @@ class Planner:
         seconds = outcome.durations.get(Phase.PROVISION)
         if outcome.reason in (Reason.PROVISIONING_TIMEOUT, Reason.PROVISIONING_FAILED):
             self._congested(storage_class, now, limit)
-        elif seconds is not None and seconds <= limit:
-            self._window(storage_class).bound()
+        elif seconds is not None:
+            self._window(storage_class).bound(seconds, limit)
 
     def _congested(self, storage_class: str, now: float, limit: float) -> None:
         # Logged because the window is the one piece of pacing no metric shows: when a rollout
