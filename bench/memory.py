@@ -17,62 +17,31 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO / "src"), str(REPO)]
 
-from tests.unit.factories import NOW, mount_outcome, node_json, our_claim, pod_json  # noqa: E402
+from tests.support.fleet import CLASS, fleet  # noqa: E402
+from tests.support.procstats import rss_mib  # noqa: E402
+from tests.unit.factories import mount_outcome  # noqa: E402
 from volprobe.contract.reasons import Phase  # noqa: E402
-from volprobe.kinds import REGISTRY, RESOURCES  # noqa: E402
-from volprobe.model.manifests import node_claim_name  # noqa: E402
-from volprobe.model.planner import Planner, World  # noqa: E402
-from volprobe.model.spec import PLURAL, parse_probe  # noqa: E402
-from volprobe.model.targets import Target  # noqa: E402
-from volprobe.model.views import ClassView, NodeView, PodView  # noqa: E402
 from volprobe.runtime.metrics import ProbeMetrics  # noqa: E402
-
-CLASS = "standard"
-
-
-def rss_mib() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmRSS in /proc/self/status")
 
 
 def measure(nodes: int) -> tuple[float, float]:
     """(RSS after the imports, RSS with the state of `nodes` nodes), in MiB."""
     before = rss_mib()
-    spec = parse_probe(
-        {
-            "metadata": {"name": "bench", "uid": "uid-bench", "generation": 1},
-            "spec": {"storageClassName": CLASS, "intervalSeconds": 60},
-        }
-    )
-    names = [f"node-{i:05}" for i in range(nodes)]
-    views = {name: NodeView.of(node_json(name)) for name in names}
-    claims = [our_claim(node_claim_name(spec.name, n), Target(spec.name, "mount", n)) for n in names]
-    pods = [PodView.of(pod_json(f"vp-bench-m-{n}", created=NOW, node=n, claim=f"c-{n}")) for n in names]
-    planner = Planner(REGISTRY, list(RESOURCES.values()))
+    bench = fleet(nodes, runs_in_flight=True)
+    planner = bench.warmed_planner()
     metrics = ProbeMetrics()
-    world = World(
-        now=NOW,
-        probes={(PLURAL, spec.name): spec},
-        classes={CLASS: ClassView(CLASS, "rancher.io/local-path")},
-        nodes=views,
-        claims=claims,
-        pods=pods,
-    )
-    planner.start(world)
-    for step in range(130):
-        planner.tick(replace(world, now=NOW + step / 2))
     durations = {Phase.PROVISION: 2.0, Phase.MOUNT: 1.0, Phase.IO: 0.5}
-    for name in names:
-        metrics.record(mount_outcome(name, probe=spec.name, durations=durations), CLASS)
-    return before, rss_mib()
+    for name in bench.world.nodes:
+        metrics.record(mount_outcome(name, probe=bench.spec.name, durations=durations), CLASS)
+    after = rss_mib()
+    # The planner's state is part of what is measured, so it must still be alive here.
+    assert len(planner.targets) >= nodes
+    return before, after
 
 
 def main() -> int:

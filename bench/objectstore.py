@@ -46,6 +46,7 @@ from localcluster.config import Layout  # noqa: E402
 from tests.conftest import Cluster  # noqa: E402
 from tests.support.kubectl import Kubectl  # noqa: E402
 from tests.support.objectstore import ObjectStore  # noqa: E402
+from tests.support.procstats import rss_mib  # noqa: E402
 from volprobe.contract.reasons import Phase, Result  # noqa: E402
 from volprobe.model.objectstore import Checks, ObjectStoreSpec, SecretRef  # noqa: E402
 from volprobe.runtime.s3.check import run_once  # noqa: E402
@@ -261,13 +262,6 @@ def clients(repeat: int, python: str) -> int:
     return 0
 
 
-def proc_rss(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
 def controller_rss(found: ObjectStore, namespace: str, label: str, seconds: float) -> tuple[float, float]:
     """(peak RSS in MiB, object-store runs passed) of a real controller running probes labelled `label`."""
     from tests.support.controller import ControllerProcess
@@ -286,7 +280,7 @@ def controller_rss(found: ObjectStore, namespace: str, label: str, seconds: floa
         peak = 0.0
         end = time.monotonic() + seconds
         while time.monotonic() < end:
-            peak = max(peak, proc_rss(controller.process.pid))
+            peak = max(peak, rss_mib(controller.process.pid))
             time.sleep(1)
         passed = controller.scrape().sum("volprobe_probe_runs_total", kind="objectstore", result="success")
     finally:

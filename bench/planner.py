@@ -24,51 +24,20 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO / "src"), str(REPO)]
 
-from tests.unit.factories import NOW, node_json, our_claim  # noqa: E402
-from volprobe.kinds import REGISTRY, RESOURCES  # noqa: E402
-from volprobe.model.manifests import node_claim_name  # noqa: E402
-from volprobe.model.planner import Planner, World  # noqa: E402
-from volprobe.model.spec import PLURAL, ProbeSpec, parse_probe  # noqa: E402
-from volprobe.model.targets import Target  # noqa: E402
-from volprobe.model.views import ClassView, NodeView  # noqa: E402
+from tests.support.fleet import fleet  # noqa: E402
+from tests.unit.factories import NOW  # noqa: E402
 
-CLASS = "standard"
 TICKS = 240
-
-
-def probe() -> ProbeSpec:
-    return parse_probe(
-        {
-            "metadata": {"name": "bench", "uid": "uid-bench", "generation": 1},
-            "spec": {"storageClassName": CLASS, "intervalSeconds": 60},
-        }
-    )
 
 
 def tick_seconds(nodes: int, with_volume: float) -> tuple[float, int]:
     """Mean CPU seconds per tick, and how many runs were queued at the end."""
-    spec = probe()
-    views = {view.name: view for view in (NodeView.of(node_json(f"node-{i:05}")) for i in range(nodes))}
-    with_claim = list(views)[: int(nodes * with_volume)]
-    claims = [our_claim(node_claim_name(spec.name, n), Target(spec.name, "mount", n)) for n in with_claim]
-    planner = Planner(REGISTRY, list(RESOURCES.values()))
-
-    def world(now: float) -> World:
-        return World(
-            now=now,
-            probes={(PLURAL, spec.name): spec},
-            classes={CLASS: ClassView(CLASS, "rancher.io/local-path")},
-            nodes=views,
-            claims=claims,
-        )
-
-    planner.start(world(NOW))
-    for step in range(130):  # one interval and a bit: every target has had its slot
-        planner.tick(world(NOW + step / 2))
+    bench = fleet(nodes, with_volume=with_volume)
+    planner = bench.warmed_planner()
     started = time.process_time()
     for step in range(TICKS):
         now = NOW + 65 + step / 2
-        planner.tick(world(now))
+        planner.tick(bench.at(now))
         planner.wake_at(now)
     seconds = (time.process_time() - started) / TICKS
     return seconds, sum(state.queued is not None for state in planner.targets.values())
