@@ -22,7 +22,6 @@ import argparse
 import collections
 import json
 import math
-import os
 import sys
 import tempfile
 import time
@@ -34,24 +33,18 @@ sys.path[:0] = [str(REPO / "hack"), str(REPO / "src"), str(REPO)]
 from localcluster import cluster as localcluster  # noqa: E402
 from localcluster import images  # noqa: E402
 from localcluster.config import Layout  # noqa: E402
-from tests.support.controller import ControllerProcess  # noqa: E402
+from tests.support.controller import ControllerProcess, Samples  # noqa: E402
 from tests.support.kubectl import Kubectl  # noqa: E402
+from tests.support.procstats import cpu_seconds, rss_mib  # noqa: E402
 from volprobe.model.manifests import DEFAULT_AGENT_IMAGE  # noqa: E402
 
 NAMESPACE = "volprobe-bench"
 PROBE = "bench"
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def proc_stats(pid: int) -> tuple[float, float]:
-    """(RSS MiB, CPU seconds) of a process."""
-    rss = 0.0
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            rss = int(line.split()[1]) / 1024
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    cpu = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-    return rss, cpu
+def pod_runs(scrape: Samples) -> float:
+    """Runs that had a pod (a skip makes no API call and costs next to nothing)."""
+    return scrape.sum("volprobe_probe_runs_total") - scrape.sum("volprobe_probe_runs_total", result="skipped")
 
 
 def quantile(buckets: dict[float, float], q: float) -> float:
@@ -159,23 +152,27 @@ def main() -> int:
     try:
         controller.wait_ready(120)
         t0, wall0 = time.monotonic(), time.time()
-        _, cpu0 = proc_stats(pid)
+        cpu0 = cpu_seconds(pid)
         peak_rss = 0.0
         first_run: dict[str, float] = {}
         peak_queued = 0.0
+        # (seconds, CPU seconds, runs ended) when the rollout was over: every node has had its
+        # first run and nothing is queued. What comes after is the steady cost of the interval.
+        settled: tuple[float, float, float] | None = None
         while time.monotonic() - t0 < args.minutes * 60:
             time.sleep(args.scrape_seconds)
             scrape = controller.scrape()
-            rss, _ = proc_stats(pid)
-            peak_rss = max(peak_rss, rss)
+            peak_rss = max(peak_rss, rss_mib(pid))
             peak_queued = max(peak_queued, scrape.sum("volprobe_runs_queued"))
-            # A node's first run is the one whose end the first scrape that has it shows: the
-            # scrape comes more often than the interval, so no second run can have ended yet.
+            # The first scrape that has a node shows its first run's end: a node's runs start an
+            # interval apart and the scrape comes more often, so a later run is rarely there yet.
             for labels, value in scrape.matching("volprobe_last_run_timestamp_seconds", kind="mount"):
                 if labels["node"] not in first_run:
                     first_run[labels["node"]] = value - wall0
             last = scrape
-        _, cpu1 = proc_stats(pid)
+            if settled is None and len(first_run) > args.nodes and not scrape.sum("volprobe_runs_queued"):
+                settled = (time.monotonic() - t0, cpu_seconds(pid), pod_runs(scrape))
+        cpu1 = cpu_seconds(pid)
         seconds = time.monotonic() - t0
         results: collections.Counter[tuple[str, str]] = collections.Counter()
         for labels, value in last.matching("volprobe_probe_runs_total"):
@@ -210,6 +207,15 @@ def main() -> int:
             f"controller: peak RSS {peak_rss:.0f} MiB, "
             f"mean CPU {100 * (cpu1 - cpu0) / seconds:.0f}% of a core"
         )
+        if settled is not None and seconds - settled[0] >= 60:
+            at, cpu_at, runs_at = settled
+            steady = seconds - at
+            runs = pod_runs(last) - runs_at
+            print(
+                f"  during the rollout (first {at:.0f}s): {100 * (cpu_at - cpu0) / at:.0f}% of a core; "
+                f"after it ({steady:.0f}s): {100 * (cpu1 - cpu_at) / steady:.0f}% of a core, "
+                f"{runs / steady:.1f} pod runs/s, {1000 * (cpu1 - cpu_at) / max(runs, 1):.0f} ms of CPU each"
+            )
         print(f"largest backlog of runs queued behind volume creation: {peak_queued:.0f}")
         lag = {
             float(labels["le"]): value
