@@ -2,16 +2,21 @@
 
     python bench/detection.py --trials 5            (root; the local cluster is started if needed)
 
-Two StorageProbes on class `standard` (intervals 20 s and 60 s, the real node only) first learn
-their baselines (at a 10 s interval), then each fault is injected at a random point of the
-interval, `--trials` times:
+Two StorageProbes on class `standard` (intervals 20 s and 60 s, the real node only), and two
+mount-only ones on class `chaos` when a chaos driver fault is chosen, first learn their
+baselines (at a 10 s interval), then each fault is injected at a random point of the interval,
+`--trials` times:
 
 - provisioner-frozen: local-path-provisioner stopped (SIGSTOP) — the provision probe;
 - kubelet-frozen: the real node's kubelet stopped (SIGSTOP) — the mount probe (the node also
   goes NotReady after the node-monitor grace period; a skip is not a signal);
 - containerd-frozen: the container runtime stopped (SIGSTOP) — the mount probe;
 - data-changed: every payload file of the mount probe's volume overwritten on the host — the
-  mount probe's next verification.
+  mount probe's next verification;
+- mount-hang: the chaos CSI driver's NodePublishVolume hangs (docs/chaos-csi.md) — the mount probe
+  of two more StorageProbes, on class `chaos`;
+- io-hang: every read and write of those probes' volumes hangs in the chaos driver (a disk that
+  went silent; interruptible, so the agent's watchdog can still report).
 
 For each, time from the fault to the first signal of three kinds: the metric (the kind's
 `volprobe_probe_stalled` or a new failure counted), the condition (`Degraded=True`) and an Event
@@ -34,10 +39,11 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO / "hack"), str(REPO / "src"), str(REPO)]
@@ -45,6 +51,9 @@ sys.path[:0] = [str(REPO / "hack"), str(REPO / "src"), str(REPO)]
 from localcluster import cluster as localcluster  # noqa: E402
 from localcluster import images, processes  # noqa: E402
 from localcluster.config import Layout  # noqa: E402
+from tests.support.chaos import STORAGE_CLASS as CHAOS_CLASS  # noqa: E402
+from tests.support.chaos import ChaosDriver  # noqa: E402
+from tests.support.chaos import Fault as ChaosFault  # noqa: E402
 from tests.support.controller import ControllerProcess, Samples  # noqa: E402
 from tests.support.kubectl import Kubectl, eventually  # noqa: E402
 from volprobe.model.manifests import DEFAULT_AGENT_IMAGE  # noqa: E402
@@ -53,16 +62,28 @@ NAMESPACE = "volprobe-detection"
 LABEL = "volprobe.io/bench-detection"
 INTERVALS = (20, 60)
 SIGNALS = ("metric", "condition", "event")
-FAULT_KIND = {
-    "provisioner-frozen": "provision",
-    "kubelet-frozen": "mount",
-    "containerd-frozen": "mount",
-    "data-changed": "mount",
+CLASS = "standard"
+
+
+@dataclass(frozen=True)
+class Fault:
+    kind: str
+    """The probe kind that meets the fault."""
+    storage_class: str = CLASS
+
+
+FAULTS = {
+    "provisioner-frozen": Fault("provision"),
+    "kubelet-frozen": Fault("mount"),
+    "containerd-frozen": Fault("mount"),
+    "data-changed": Fault("mount"),
+    "mount-hang": Fault("mount", CHAOS_CLASS),
+    "io-hang": Fault("mount", CHAOS_CLASS),
 }
 
 
-def probe_name(interval: int) -> str:
-    return f"det-{interval}"
+def probe_name(interval: int, storage_class: str = CLASS) -> str:
+    return f"det-{interval}" if storage_class == CLASS else f"det-{storage_class}-{interval}"
 
 
 @dataclass
@@ -71,6 +92,8 @@ class Bench:
     kubectl: Kubectl
     controller: ControllerProcess
     real_node: str
+    classes: tuple[str, ...]
+    """The StorageClasses probed: `standard`, and `chaos` for the chaos driver's faults."""
     results: dict[tuple[str, int], dict[str, list[float | None]]] = field(default_factory=dict)
 
     # -- what the controller says ----------------------------------------------------------------
@@ -104,8 +127,8 @@ class Bench:
     # -- one trial -------------------------------------------------------------------------------
 
     def trial(self, fault: str, inject: Callable[[], None], lift: Callable[[], None], limit: float) -> None:
-        kind = FAULT_KIND[fault]
-        probes = {interval: probe_name(interval) for interval in INTERVALS}
+        kind, storage_class = FAULTS[fault].kind, FAULTS[fault].storage_class
+        probes = {interval: probe_name(interval, storage_class) for interval in INTERVALS}
         before = self.controller.scrape()
         failed_before = {i: self.failures(before, p, kind) for i, p in probes.items()}
         time.sleep(random.uniform(0, max(INTERVALS)))
@@ -140,17 +163,20 @@ class Bench:
             ),
             flush=True,
         )
-        self.recover(kind)
+        self.recover(kind, storage_class)
 
-    def recover(self, kind: str) -> None:
+    def recover(self, kind: str, storage_class: str) -> None:
         """Wait until both probes pass again and nothing is stalled or degraded."""
         for interval in INTERVALS:
-            probe = probe_name(interval)
+            probe = probe_name(interval, storage_class)
             start = self.successes(probe, kind)
             eventually(
                 f"{probe} passing again", partial(self.passed_more, probe, kind, start), 4 * interval + 180
             )
             eventually(f"{probe} not degraded", partial(self.healthy, probe), 2 * interval + 60)
+
+    def probes(self) -> list[str]:
+        return [probe_name(interval, c) for c in self.classes for interval in INTERVALS]
 
     def passed_more(self, probe: str, kind: str, than: float) -> bool:
         return self.successes(probe, kind) > than
@@ -171,6 +197,17 @@ class Bench:
             lambda: self.signal_daemon(name, signal.SIGCONT),
         )
 
+    def chaos_hang(self, ops: Sequence[str], **options: Any) -> tuple[Callable[[], None], Callable[[], None]]:
+        """A hang of the chaos driver's `ops` for the bench's volumes, lifted by the second callable."""
+        driver = ChaosDriver.of(self.layout)
+        added: list[ChaosFault] = []
+
+        def lift() -> None:
+            while added:
+                driver.lift(added.pop())
+
+        return lambda: added.append(driver.inject(ops, "hang", namespace=NAMESPACE, **options)), lift
+
     def change_data(self) -> None:
         """Overwrite every payload file of both probes' node volumes on the host (a bad disk)."""
         for volume in self.layout.storage.glob(f"*_{NAMESPACE}_*"):
@@ -187,7 +224,7 @@ class Bench:
         before = self.controller.scrape()
         failed = {
             p: self.failures(before, p, "provision") + self.failures(before, p, "mount")
-            for p in map(probe_name, INTERVALS)
+            for p in self.probes()
         }
         was_stalled = dict.fromkeys(failed, False)
         was_degraded = dict.fromkeys(failed, False)
@@ -218,7 +255,9 @@ def p95(values: list[float]) -> float:
 
 
 @contextlib.contextmanager
-def probes(kubectl: Kubectl) -> Iterator[None]:
+def probes(kubectl: Kubectl, classes: Sequence[str]) -> Iterator[None]:
+    """A StorageProbe per class and interval on the real node, learning at a 10 s interval first.
+    The chaos class's probes only mount: its faults are met by the mount probe."""
     kubectl.run(
         "apply",
         "--server-side",
@@ -232,32 +271,30 @@ def probes(kubectl: Kubectl) -> Iterator[None]:
             {"matchExpressions": [{"key": "volprobe.io/node-type", "operator": "In", "values": ["real"]}]}
         ]
     }
-    for interval in INTERVALS:
-        kubectl.apply(
-            {
-                "apiVersion": "volprobe.io/v1alpha1",
-                "kind": "StorageProbe",
-                "metadata": {"name": probe_name(interval), "labels": {LABEL: "true"}},
-                "spec": {
-                    "storageClassName": "standard",
-                    "intervalSeconds": 10,
-                    "nodeGracePeriodSeconds": 0,
-                    "nodeSelector": real,
-                },
+    names = [probe_name(interval, c) for c in classes for interval in INTERVALS]
+    for storage_class in classes:
+        for interval in INTERVALS:
+            spec: dict[str, Any] = {
+                "storageClassName": storage_class,
+                "intervalSeconds": 10,
+                "nodeGracePeriodSeconds": 0,
+                "nodeSelector": real,
             }
-        )
+            if storage_class != CLASS:
+                spec["provision"] = {"enabled": False}
+            kubectl.apply(
+                {
+                    "apiVersion": "volprobe.io/v1alpha1",
+                    "kind": "StorageProbe",
+                    "metadata": {"name": probe_name(interval, storage_class), "labels": {LABEL: "true"}},
+                    "spec": spec,
+                }
+            )
     try:
         yield
     finally:
-        for interval in INTERVALS:
-            kubectl.run(
-                "delete",
-                "storageprobe",
-                probe_name(interval),
-                "--ignore-not-found",
-                "--wait=true",
-                timeout=300,
-            )
+        for name in names:
+            kubectl.run("delete", "storageprobe", name, "--ignore-not-found", "--wait=true", timeout=300)
         kubectl.run("delete", "namespace", NAMESPACE, "--ignore-not-found", "--wait=false")
 
 
@@ -266,7 +303,7 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--trials", type=int, default=5)
-    parser.add_argument("--faults", default=",".join(FAULT_KIND), help="comma-separated subset")
+    parser.add_argument("--faults", default=",".join(FAULTS), help="comma-separated subset")
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument(
         "--fault-free-seconds",
@@ -276,6 +313,11 @@ def main() -> int:
         "--trials 0, e.g. 3600 for the issue's fault-free hour",
     )
     args = parser.parse_args()
+    faults = args.faults.split(",")
+    unknown = sorted(set(faults) - set(FAULTS))
+    if unknown:
+        parser.error(f"unknown faults {unknown}; known: {', '.join(FAULTS)}")
+    classes = tuple(dict.fromkeys([CLASS, *(FAULTS[f].storage_class for f in faults if args.trials)]))
     random.seed(args.seed)
     layout = Layout.default()
     localcluster.up(layout, 3)
@@ -291,30 +333,23 @@ def main() -> int:
         extra=(f"--probe-selector={LABEL}=true", "--status-interval=2"),
     )
     started = time.monotonic()
-    with probes(kubectl):
+    with probes(kubectl, classes):
         controller.start().wait_ready(120)
-        bench = Bench(layout, kubectl, controller, real_node)
+        bench = Bench(layout, kubectl, controller, real_node, classes)
         try:
-            for interval in INTERVALS:
-                for kind in ("provision", "mount"):
-                    eventually(
-                        f"{probe_name(interval)}: 6 {kind} successes",
-                        partial(bench.passed_more, probe_name(interval), kind, 5),
-                        300,
-                    )
-                kubectl.run(
-                    "patch",
-                    "storageprobe",
-                    probe_name(interval),
-                    "--type=merge",
-                    "-p",
-                    json.dumps({"spec": {"intervalSeconds": interval}}),
-                )
+            for storage_class in classes:
+                kinds = ("provision", "mount") if storage_class == CLASS else ("mount",)
+                for interval in INTERVALS:
+                    name = probe_name(interval, storage_class)
+                    for kind in kinds:
+                        eventually(
+                            f"{name}: 6 {kind} successes", partial(bench.passed_more, name, kind, 5), 300
+                        )
+                    patch = json.dumps({"spec": {"intervalSeconds": interval}})
+                    kubectl.run("patch", "storageprobe", name, "--type=merge", "-p", patch)
             time.sleep(max(INTERVALS))
-            for interval in INTERVALS:  # switching the interval must not leave a probe degraded
-                eventually(
-                    f"{probe_name(interval)} healthy", partial(bench.healthy, probe_name(interval)), 300
-                )
+            for name in bench.probes():  # switching the interval must not leave a probe degraded
+                eventually(f"{name} healthy", partial(bench.healthy, name), 300)
             print(
                 f"baselines learned in {time.monotonic() - started:.0f}s; {args.trials} trials per fault",
                 flush=True,
@@ -324,9 +359,11 @@ def main() -> int:
                 "kubelet-frozen": bench.frozen("kubelet"),
                 "containerd-frozen": bench.frozen("containerd"),
                 "data-changed": (bench.change_data, lambda: None),
+                "mount-hang": bench.chaos_hang(["NodePublishVolume"]),
+                "io-hang": bench.chaos_hang(["data"], interruptible=True),
             }
             trials_started = time.monotonic()
-            for fault in args.faults.split(","):
+            for fault in faults:
                 inject, lift = plans[fault]
                 for _ in range(args.trials):
                     bench.trial(fault, inject, lift, limit=4 * max(INTERVALS) + 150)
