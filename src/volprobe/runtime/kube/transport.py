@@ -8,7 +8,8 @@
    (429, 503 with a ``Retry-After``) a bounded number of times, after reporting it to the budget,
    which pauses and slows down everybody;
 3. `ConnectionTransport` is the network: TLS as the kubeconfig says (CA, ``tls-server-name``,
-   ``insecure-skip-tls-verify``), the proxy, and one connection pool per client certificate.
+   ``insecure-skip-tls-verify``), the proxy, and one connection pool per client certificate
+   (`http11.Http11Pool`, or httpx's own transport through a proxy).
 
 `build_transport` stacks them. Any httpx client built on that stack shares the budget; `KubeClient`
 is one. Tests replace `ConnectionTransport` with ``httpx.MockTransport`` and keep the other two.
@@ -30,6 +31,7 @@ from volprobe.runtime.budget import ApiBudget
 from volprobe.runtime.kube.config import ConnectionConfig
 from volprobe.runtime.kube.credentials import ClientCertificate, Credential, Credentials
 from volprobe.runtime.kube.errors import error_from_response
+from volprobe.runtime.kube.http11 import Http11Pool
 
 logger = logging.getLogger(__name__)
 
@@ -48,22 +50,29 @@ class ConnectionTransport(httpx.AsyncBaseTransport):
     """
 
     KEPT_POOLS = 2
+    MAX_IDLE = 20
 
     def __init__(self, config: ConnectionConfig, *, max_connections: int = 100) -> None:
         self._config = config
         self._proxy = config.proxy_url()
-        self._limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=20)
-        self._pools: dict[ClientCertificate | None, httpx.AsyncHTTPTransport] = {}
+        self._max_connections = max_connections
+        self._pools: dict[ClientCertificate | None, httpx.AsyncBaseTransport] = {}
 
-    def _pool(self, certificate: ClientCertificate | None) -> httpx.AsyncHTTPTransport:
+    def _pool(self, certificate: ClientCertificate | None) -> httpx.AsyncBaseTransport:
         pool = self._pools.get(certificate)
         if pool is None:
-            pool = httpx.AsyncHTTPTransport(
-                verify=self._config.tls.ssl_context(certificate),
-                proxy=self._proxy,
-                limits=self._limits,
-                trust_env=False,  # the proxy was chosen above, by kubectl's rules
-            )
+            context = self._config.tls.ssl_context(certificate)
+            if self._proxy is None:
+                pool = Http11Pool(context, max_connections=self._max_connections, max_idle=self.MAX_IDLE)
+            else:
+                pool = httpx.AsyncHTTPTransport(
+                    verify=context,
+                    proxy=self._proxy,
+                    limits=httpx.Limits(
+                        max_connections=self._max_connections, max_keepalive_connections=self.MAX_IDLE
+                    ),
+                    trust_env=False,  # the proxy was chosen above, by kubectl's rules
+                )
             self._pools[certificate] = pool
         return pool
 
