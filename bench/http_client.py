@@ -3,15 +3,17 @@
     python bench/http_client.py --requests 300      (root; the local cluster is started if needed)
 
 The controller's CPU at scale goes mostly to HTTP: a pod create and a pod delete per run, and
-every watch event (docs/performance.md). This measures one request's CPU three ways, each a GET
+every watch event (docs/performance.md). This measures one request's CPU four ways, each a GET
 of the same small object (the `default` Namespace) from the local cluster's API server, one
 after another on one kept-alive TLS connection, with the same TLS context and client certificate:
 
-- KubeClient: volprobe's client (httpx, httpcore, anyio, h11, and volprobe's own transports);
+- KubeClient: volprobe's client as the controller runs it (httpx's client and models, volprobe's
+  transports, its HTTP/1.1 pool `runtime.kube.http11`);
 - transports: the same stack below `httpx.AsyncClient` (what `build_transport` makes);
+- httpcore: httpx's own transport (httpcore, anyio, h11), which volprobe used before its own
+  pool and still uses through a proxy;
 - asyncio: the HTTP/1.1 exchange over asyncio's own TLS stream, parsed by hand. Not a client
-  (no chunked bodies, no errors, no pool): the floor a leaner transport behind the same httpx
-  seam could approach.
+  (no chunked bodies, no errors, no pool): the floor.
 
 Printed: user and system CPU time per request, from the process's own accounting.
 """
@@ -94,6 +96,22 @@ async def measure(config: ConnectionConfig, count: int) -> dict[str, tuple[float
         results["transports"] = await cpu_per_call(through_transports, count)
     finally:
         await transport.aclose()
+    credential = await config.credentials.current()
+    httpcore = httpx.AsyncHTTPTransport(
+        verify=config.tls.ssl_context(credential.certificate), trust_env=False
+    )
+    headers = {"Authorization": f"Bearer {credential.token}"} if credential.token else {}
+
+    async def through_httpcore() -> object:
+        request = httpx.Request("GET", config.server.rstrip("/") + PATH, headers=headers)
+        response = await httpcore.handle_async_request(request)
+        await response.aread()
+        return json.loads(response.content)
+
+    try:
+        results["httpcore"] = await cpu_per_call(through_httpcore, count)
+    finally:
+        await httpcore.aclose()
     results["asyncio"] = await by_hand(config, count)
     return results
 
