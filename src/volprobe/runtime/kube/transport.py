@@ -11,8 +11,9 @@
    ``insecure-skip-tls-verify``), the proxy, and one connection pool per client certificate
    (`http11.Http11Pool`, or httpx's own transport through a proxy).
 
-`build_transport` stacks them. Any httpx client built on that stack shares the budget; `KubeClient`
-is one. Tests replace `ConnectionTransport` with ``httpx.MockTransport`` and keep the other two.
+`build_transport` stacks them. Anything that sends through that stack shares the budget:
+`KubeClient` calls it directly, and any httpx client built on it does too. Tests replace
+`ConnectionTransport` with ``httpx.MockTransport`` and keep the other two.
 
 Every attempt is reported to an optional hook as ``(verb, code, seconds)``: the verb comes from
 the request extension `VERB` (the client's vocabulary: ``list``, ``watch``…), else the method; the
