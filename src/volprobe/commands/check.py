@@ -164,11 +164,12 @@ class Check:
         now = time.time()
         resource = storageprobe.RESOURCE
         by_name = {node.name: node for node in self.caches.all_nodes()}
-        selected = sorted(resource.selected_nodes(self.spec, by_name))
+        selected = sorted(name for name, node in by_name.items() if resource.covers(self.spec, node))
         if not selected:
             raise CheckError("no node matches the probe's node selector")
         skips = {name: resource.node_skip(self.spec, by_name[name], now) for name in selected}
-        self.result.skipped = {name: reason for name, reason in skips.items() if reason is not None}
+        unwell = {name: reason for name, reason in skips.items() if reason is not None}
+        self.result.skipped = unwell
         jobs = []
         for kind in kinds.REGISTRY:
             if kind.resource != resource.plural:
@@ -176,7 +177,7 @@ class Check:
             per_node = kind.placement is kind_model.Placement.PER_NODE
             for target in kind_model.targets(kind, self.spec, selected):
                 ready = kind_model.readiness(
-                    kind.placement, target, selected=selected, node_skip=skips.__getitem__
+                    kind.placement, target, selected=frozenset(selected), unwell=unwell
                 )
                 if ready.skip is None:
                     runs = self.mount_runs if per_node else 1

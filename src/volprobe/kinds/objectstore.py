@@ -12,6 +12,7 @@ a restart — and returns the run's `Outcome` with the per-operation results as 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -121,11 +122,14 @@ class ObjectStoreResource:
     def parse(self, obj: Mapping[str, Any]) -> ObjectStoreSpec:
         return parse(obj)
 
-    def selected_nodes(self, spec: ObjectStoreSpec, all_nodes: Mapping[str, NodeView]) -> frozenset[str]:
-        return frozenset()
+    def covers(self, spec: ObjectStoreSpec, node: NodeView) -> bool:
+        return False
 
     def node_skip(self, spec: ObjectStoreSpec, node: NodeView | None, now: float) -> SkipReason | None:
         return None
+
+    def skip_settles(self, spec: ObjectStoreSpec, node: NodeView) -> float:
+        return -math.inf
 
     def prerequisite(self, spec: ObjectStoreSpec, classes: Mapping[str, ClassView]) -> Missing | None:
         return None

@@ -38,13 +38,16 @@ class StorageProbeResource:
     def parse(self, obj: Mapping[str, Any]) -> ProbeSpec:
         return parse_probe(obj)
 
-    def selected_nodes(self, spec: ProbeSpec, all_nodes: Mapping[str, NodeView]) -> frozenset[str]:
-        return frozenset(n.name for n in all_nodes.values() if nodes.selected(spec.node_selector_terms, n))
+    def covers(self, spec: ProbeSpec, node: NodeView) -> bool:
+        return nodes.selected(spec.node_selector_terms, node)
 
     def node_skip(self, spec: ProbeSpec, node: NodeView | None, now: float) -> SkipReason | None:
         if node is None:
             return SkipReason.DELETING  # gone from the cache: it is being deleted
         return nodes.skip_reason(node, tolerations=spec.pod.tolerations, grace=spec.node_grace, now=now)
+
+    def skip_settles(self, spec: ProbeSpec, node: NodeView) -> float:
+        return nodes.settles_at(node, grace=spec.node_grace)
 
     def prerequisite(self, spec: ProbeSpec, classes: Mapping[str, ClassView]) -> Missing | None:
         if spec.storage_class in classes:

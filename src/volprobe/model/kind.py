@@ -10,7 +10,7 @@ a run should avoid — is derived from its `Placement` here, once, instead of in
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
@@ -76,10 +76,11 @@ def readiness(
     placement: Placement,
     target: Target,
     *,
-    selected: Iterable[str],
-    node_skip: Callable[[str], SkipReason | None],
+    selected: Collection[str],
+    unwell: Mapping[str, SkipReason],
 ) -> Readiness:
-    """May this target run now? `node_skip` says why a selected node must not be probed now.
+    """May this target run now? `unwell` names the selected nodes that must not be probed now,
+    with the reason.
 
     Per-node targets follow their node; any-node targets avoid unwell nodes and are skipped only
     when every selected node is unwell (then with the most common reason, so "the only node is
@@ -88,11 +89,10 @@ def readiness(
     if placement is Placement.CONTROLLER:
         return Readiness()
     if placement is Placement.PER_NODE:
-        return Readiness(skip=node_skip(target.node))
-    # Sorted so that a tie between skip reasons is broken the same way on every tick.
-    verdicts = {name: node_skip(name) for name in sorted(selected)}
-    avoid = tuple(name for name, reason in verdicts.items() if reason is not None)
-    if not verdicts or len(avoid) < len(verdicts):
+        return Readiness(skip=unwell.get(target.node))
+    # Sorted so that the pod spec and a tie between skip reasons are the same on every tick.
+    avoid = tuple(sorted(name for name in unwell if name in selected))
+    if not selected or len(avoid) < len(selected):
         return Readiness(avoid_nodes=avoid)
-    common = Counter(reason for reason in verdicts.values() if reason is not None).most_common(1)[0][0]
+    common = Counter(unwell[name] for name in avoid).most_common(1)[0][0]
     return Readiness(skip=common, avoid_nodes=avoid)

@@ -10,6 +10,7 @@ false positives.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -104,6 +105,13 @@ def skip_reason(
     if node.ready_since is not None and now - node.ready_since < grace:
         return SkipReason.RECOVERING
     return None
+
+
+def settles_at(node: NodeView, *, grace: float) -> float:
+    """When `skip_reason` for this node stops depending on the time: its grace periods (since it
+    was created, since it became Ready) are over."""
+    times = [t + grace for t in (node.meta.created, node.ready_since) if t is not None]
+    return max(times, default=-math.inf)
 
 
 def unwell_since(node: NodeView, started: float) -> SkipReason | None:

@@ -29,6 +29,7 @@ from typing import Any
 
 from volprobe.contract.reasons import Phase, Reason, Result, SkipReason
 from volprobe.model.baseline import Baseline
+from volprobe.model.eligibility import Eligibility
 from volprobe.model.kind import Placement, ProbeKind, readiness, targets
 from volprobe.model.manifests import pod_name, target_of
 from volprobe.model.nodes import unwell_since
@@ -233,6 +234,8 @@ class TargetState:
 class ProbeRecord:
     key: ProbeKey
     spec: Probe
+    eligibility: Eligibility
+    """Which nodes it covers and may probe now, kept between ticks."""
     prerequisite: Missing | None = None
     """What the probe needs and does not have (its StorageClass), if anything."""
     selected: frozenset[str] = frozenset()
@@ -268,8 +271,8 @@ class Planner:
         self._desired_from: tuple[tuple[ProbeKey, Probe, frozenset[str]], ...] | None = None
         """What the targets were last derived from: while probes and selections stay the same,
         so do the targets, and a tick need not look at each of them again."""
-        self._skips_world: World | None = None
-        self._skips: dict[tuple[ProbeKey, str], SkipReason | None] = {}
+        self._gauge_keys: set[tuple[str, str]] = set()
+        """The (probe, kind) pairs of the targets: each has its gauges, at 0 when nothing runs."""
         self.windows: dict[str, Window] = {}
         """Per StorageClass: how many of its volumes may be in the making at once."""
 
@@ -377,6 +380,7 @@ class Planner:
                     desired.update((target, record.spec) for target in targets(kind, record.spec, selection))
         for target in [t for t in self.targets if t not in desired]:
             actions += self._drop_target(target)
+        self._gauge_keys = {(target.probe, target.kind) for target in desired}
         for target, spec in desired.items():
             state = self.targets.get(target)
             if state is None:
@@ -399,7 +403,7 @@ class Planner:
         actions: list[Action] = []
         record = self.records.get(key)
         if record is None:
-            record = self.records[key] = ProbeRecord(key, spec)
+            record = self.records[key] = ProbeRecord(key, spec, Eligibility(resource))
             log.info("probing with %s %s every %ss", resource.api_kind, spec.name, spec.interval)
         if record.spec.generation != spec.generation:
             record.dirty = True
@@ -413,7 +417,8 @@ class Planner:
                 gone = record.prerequisite
                 actions.append(Emit(key, spec.uid, "Normal", gone.back_event, gone.back_message))
         record.prerequisite = missing
-        selected = resource.selected_nodes(spec, world.nodes)
+        record.eligibility.refresh(spec, world.nodes, world.now)
+        selected = record.eligibility.selected
         if selected != record.selected:
             record.dirty = True
             record.selected = selected
@@ -462,26 +467,10 @@ class Planner:
             actions.append(Launch(request))
         return actions
 
-    def _node_skip(self, record: ProbeRecord, node: str, world: World) -> SkipReason | None:
-        """Whether a node may be probed, asked once per probe and node for each world: a tick asks
-        it for every queued run and, for a run that may go to any node, for every node."""
-        if self._skips_world is not world:
-            self._skips_world, self._skips = world, {}
-        key = (record.key, node)
-        if key not in self._skips:
-            resource = self.resources[record.key[0]]
-            self._skips[key] = resource.node_skip(record.spec, world.nodes.get(node), world.now)
-        return self._skips[key]
-
-    def _readiness(
-        self, record: ProbeRecord, target: Target, world: World
-    ) -> tuple[SkipReason | None, tuple[str, ...]]:
-        ready = readiness(
-            self.kinds[target.kind].placement,
-            target,
-            selected=record.selected,
-            node_skip=lambda node: self._node_skip(record, node, world),
-        )
+    def _readiness(self, record: ProbeRecord, target: Target) -> tuple[SkipReason | None, tuple[str, ...]]:
+        """As of the record's latest `Eligibility.refresh` (each tick refreshes every record)."""
+        placement, nodes = self.kinds[target.kind].placement, record.eligibility
+        ready = readiness(placement, target, selected=nodes.selected, unwell=nodes.unwell)
         return ready.skip, ready.avoid_nodes
 
     def _launch_due(self, world: World, room: dict[str, int]) -> list[Action]:
@@ -505,7 +494,7 @@ class Planner:
                     state, record, failed(target, gone.reason, Phase.PROVISION, gone.message, now=now), now
                 )
                 continue
-            skip, avoid = self._readiness(record, target, world)
+            skip, avoid = self._readiness(record, target)
             if skip is not None:
                 state.queued = None
                 actions += self._complete(state, record, skipped(target, skip, now), now)
@@ -614,7 +603,7 @@ class Planner:
         for state in self.targets.values():
             if not state.run or state.aborting or state.run not in waiting:
                 continue
-            skip, _ = self._readiness(self.records[self._key(state.target)], state.target, world)
+            skip, _ = self._readiness(self.records[self._key(state.target)], state.target)
             if skip is not None:
                 state.aborting = True
                 actions.append(Abort(state.target, skip))
@@ -687,11 +676,12 @@ class Planner:
         during the run (`unwell_since`)."""
         if outcome.node:
             node = world.nodes.get(outcome.node)
-            reason = self._node_skip(record, outcome.node, world)
+            reason = record.eligibility.skip(outcome.node, node, world.now)
             if reason is None and node is not None:
                 reason = unwell_since(node, outcome.started)
             return demote_if_node_unwell(outcome, reason)
-        return demote_if_node_unwell(outcome, self._readiness(record, outcome.target, world)[0])
+        record.eligibility.refresh(record.spec, world.nodes, world.now)
+        return demote_if_node_unwell(outcome, self._readiness(record, outcome.target)[0])
 
     def _complete(
         self, state: TargetState, record: ProbeRecord, outcome: Outcome, now: float
@@ -777,12 +767,13 @@ class Planner:
         return actions
 
     def _gauges(self) -> Publish:
-        in_flight: dict[tuple[str, str], int] = {}
-        queued: dict[tuple[str, str], int] = {}
+        in_flight = dict.fromkeys(self._gauge_keys, 0)
+        queued = dict.fromkeys(self._gauge_keys, 0)
         for target, state in self.targets.items():
-            key = (target.probe, target.kind)
-            in_flight[key] = in_flight.get(key, 0) + (1 if state.run else 0)
-            queued[key] = queued.get(key, 0) + (0 if state.queued is None else 1)
+            if state.run:
+                in_flight[target.probe, target.kind] += 1
+            if state.queued is not None:
+                queued[target.probe, target.kind] += 1
         intervals = {r.spec.name: (r.spec.storage_class, r.spec.interval) for r in self.records.values()}
         return Publish(in_flight, queued, intervals)
 

@@ -85,11 +85,15 @@ class ProbeResource(Protocol):
     def parse(self, obj: Mapping[str, Any]) -> Probe:
         """Read an object as the API server returns it; raise ValueError if it cannot be probed."""
 
-    def selected_nodes(self, spec: Any, nodes: Mapping[str, NodeView]) -> frozenset[str]:
-        """The nodes the probe covers (none for probes that run in the controller)."""
+    def covers(self, spec: Any, node: NodeView) -> bool:
+        """The probe covers this node (never, for probes that run in the controller)."""
 
     def node_skip(self, spec: Any, node: NodeView | None, now: float) -> SkipReason | None:
         """Why this selected node must not be probed now (None: it may be)."""
+
+    def skip_settles(self, spec: Any, node: NodeView) -> float:
+        """From this time on, `node_skip` for this node's view no longer depends on the time
+        (a grace period is over), so the planner may keep its answer."""
 
     def prerequisite(self, spec: Any, classes: Mapping[str, ClassView]) -> Missing | None: ...
 
