@@ -52,8 +52,7 @@ from localcluster import cluster as localcluster  # noqa: E402
 from localcluster import images, processes  # noqa: E402
 from localcluster.config import Layout  # noqa: E402
 from tests.support.chaos import STORAGE_CLASS as CHAOS_CLASS  # noqa: E402
-from tests.support.chaos import ChaosDriver  # noqa: E402
-from tests.support.chaos import Fault as ChaosFault  # noqa: E402
+from tests.support.chaos import ChaosDriver, Fault  # noqa: E402
 from tests.support.controller import ControllerProcess, Samples  # noqa: E402
 from tests.support.kubectl import Kubectl, eventually  # noqa: E402
 from volprobe.model.manifests import DEFAULT_AGENT_IMAGE  # noqa: E402
@@ -66,19 +65,20 @@ CLASS = "standard"
 
 
 @dataclass(frozen=True)
-class Fault:
+class FaultSite:
+    """Which of the bench's probes meets a fault."""
+
     kind: str
-    """The probe kind that meets the fault."""
     storage_class: str = CLASS
 
 
 FAULTS = {
-    "provisioner-frozen": Fault("provision"),
-    "kubelet-frozen": Fault("mount"),
-    "containerd-frozen": Fault("mount"),
-    "data-changed": Fault("mount"),
-    "mount-hang": Fault("mount", CHAOS_CLASS),
-    "io-hang": Fault("mount", CHAOS_CLASS),
+    "provisioner-frozen": FaultSite("provision"),
+    "kubelet-frozen": FaultSite("mount"),
+    "containerd-frozen": FaultSite("mount"),
+    "data-changed": FaultSite("mount"),
+    "mount-hang": FaultSite("mount", CHAOS_CLASS),
+    "io-hang": FaultSite("mount", CHAOS_CLASS),
 }
 
 
@@ -200,7 +200,7 @@ class Bench:
     def chaos_hang(self, ops: Sequence[str], **options: Any) -> tuple[Callable[[], None], Callable[[], None]]:
         """A hang of the chaos driver's `ops` for the bench's volumes, lifted by the second callable."""
         driver = ChaosDriver.of(self.layout)
-        added: list[ChaosFault] = []
+        added: list[Fault] = []
 
         def lift() -> None:
             while added:
