@@ -315,7 +315,10 @@ def _wait_nodes_ready(layout: Layout, expected: int) -> None:
         ready, not_ready = api.ready_nodes()
         return len(ready) >= expected and not not_ready
 
-    processes.wait_for(f"{expected} Ready nodes", check, 120, interval=0.5, log=layout.logs / "kubelet.log")
+    # kwok readies nodes at a pace per node (1,000 in ~20 s on this machine): allow 50 ms each.
+    timeout = max(120.0, expected * 0.05)
+    log = layout.logs / "kubelet.log"
+    processes.wait_for(f"{expected} Ready nodes", check, timeout, interval=0.5, log=log)
 
 
 def _wait_default_service_account(api: KubeAPI) -> None:
