@@ -155,8 +155,10 @@ class Caches:
         for key in keys:
             self._waiters[key].add(event)
         try:
+            # Not `wait_for`: it makes a task for every wait, and every run waits several times.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(event.wait(), timeout=max(0.0, within))
+                async with asyncio.timeout(max(0.0, within)):
+                    await event.wait()
         finally:
             for key in keys:
                 waiters = self._waiters.get(key)

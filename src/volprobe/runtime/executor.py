@@ -102,6 +102,9 @@ class Executor:
         self._background: set[asyncio.Task[Any]] = set()
         self._unreadable: dict[ProbeKey, str] = {}
         """Probes that cannot be parsed, with the error already logged (once, not every loop)."""
+        self._parsed: dict[ProbeKey, tuple[str, Probe]] = {}
+        """Each probe as last parsed, with its resourceVersion: every tick and every run's end
+        builds a world, and the object rarely changed since."""
         self._min_tick = config.min_tick_interval
 
     async def run(self) -> None:
@@ -122,21 +125,30 @@ class Executor:
     def world(self) -> World:
         probes: dict[ProbeKey, Probe] = {}
         statuses: dict[ProbeKey, Mapping[str, Any]] = {}
+        parsed: dict[ProbeKey, tuple[str, Probe]] = {}
         for plural, reflector in self.caches.probes.items():
             resource = self.resources[plural]
             for raw in reflector.store.values():
-                key = (plural, str((raw.get("metadata") or {}).get("name", "")))
-                try:
-                    spec = resource.parse(raw)
-                except ValueError as error:
-                    if self._unreadable.get(key) != str(error):
-                        log.error("ignoring %s %s: %s", resource.api_kind, key[1], error)
-                        self._unreadable[key] = str(error)
-                    continue
-                self._unreadable.pop(key, None)
-                probes[key] = spec
+                metadata = raw.get("metadata") or {}
+                key = (plural, str(metadata.get("name", "")))
+                version = str(metadata.get("resourceVersion") or "")
+                kept = self._parsed.get(key)
+                if kept is not None and version and kept[0] == version:
+                    probes[key] = kept[1]
+                else:
+                    try:
+                        spec = resource.parse(raw)
+                    except ValueError as error:
+                        if self._unreadable.get(key) != str(error):
+                            log.error("ignoring %s %s: %s", resource.api_kind, key[1], error)
+                            self._unreadable[key] = str(error)
+                        continue
+                    self._unreadable.pop(key, None)
+                    probes[key] = spec
+                parsed[key] = (version, probes[key])
                 if isinstance(raw.get("status"), dict):
                     statuses[key] = raw["status"]
+        self._parsed = parsed
         return World(
             now=self.clock(),
             progress={name: tracker.progress() for name, tracker in self.engine.in_flight.items()},
