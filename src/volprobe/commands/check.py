@@ -170,15 +170,14 @@ class Check:
         skips = {name: resource.node_skip(self.spec, by_name[name], now) for name in selected}
         unwell = {name: reason for name, reason in skips.items() if reason is not None}
         self.result.skipped = unwell
+        covered = frozenset(selected)
         jobs = []
         for kind in kinds.REGISTRY:
             if kind.resource != resource.plural:
                 continue
             per_node = kind.placement is kind_model.Placement.PER_NODE
             for target in kind_model.targets(kind, self.spec, selected):
-                ready = kind_model.readiness(
-                    kind.placement, target, selected=frozenset(selected), unwell=unwell
-                )
+                ready = kind_model.readiness(kind.placement, target, selected=covered, unwell=unwell)
                 if ready.skip is None:
                     runs = self.mount_runs if per_node else 1
                     jobs.append(self._runs(kind, target, runs, ready.avoid_nodes))

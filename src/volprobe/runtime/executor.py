@@ -132,20 +132,11 @@ class Executor:
                 metadata = raw.get("metadata") or {}
                 key = (plural, str(metadata.get("name", "")))
                 version = str(metadata.get("resourceVersion") or "")
-                kept = self._parsed.get(key)
-                if kept is not None and version and kept[0] == version:
-                    probes[key] = kept[1]
-                else:
-                    try:
-                        spec = resource.parse(raw)
-                    except ValueError as error:
-                        if self._unreadable.get(key) != str(error):
-                            log.error("ignoring %s %s: %s", resource.api_kind, key[1], error)
-                            self._unreadable[key] = str(error)
-                        continue
-                    self._unreadable.pop(key, None)
-                    probes[key] = spec
-                parsed[key] = (version, probes[key])
+                spec = self._spec(key, version, resource, raw)
+                if spec is None:
+                    continue
+                probes[key] = spec
+                parsed[key] = (version, spec)
                 if isinstance(raw.get("status"), dict):
                     statuses[key] = raw["status"]
         self._parsed = parsed
@@ -160,6 +151,23 @@ class Executor:
             claims=self.caches.claims.store.values(),
             statuses=statuses,
         )
+
+    def _spec(
+        self, key: ProbeKey, version: str, resource: ProbeResource, raw: Mapping[str, Any]
+    ) -> Probe | None:
+        """The probe as parsed at this resourceVersion; None (logged once) if it cannot be."""
+        kept = self._parsed.get(key)
+        if kept is not None and version and kept[0] == version:
+            return kept[1]
+        try:
+            spec = resource.parse(raw)
+        except ValueError as error:
+            if self._unreadable.get(key) != str(error):
+                log.error("ignoring %s %s: %s", resource.api_kind, key[1], error)
+                self._unreadable[key] = str(error)
+            return None
+        self._unreadable.pop(key, None)
+        return spec
 
     # -- actions -------------------------------------------------------------------------------
 
